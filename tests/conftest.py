@@ -1,0 +1,46 @@
+"""Session fixtures: a real S3 endpoint (moto server) and, for pipeline tests, one local Ray cluster."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1; AWS_ENDPOINT_URL points every client at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": url}.items():
+            mp.setenv(key, value)
+        yield url
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, request):
+    """A fresh bucket per test, named after the test."""
+    import boto3
+
+    name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:50]
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_torch_home(tmp_path_factory):
+    """No test may find or fetch a checkpoint outside its own temp folder."""
+    os.environ["FCN_WEIGHTS_DIR"] = str(tmp_path_factory.mktemp("weights"))
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
