@@ -1,0 +1,60 @@
+"""Segment an image collection: ``python -m jobs.segment --input URI --output URI [flags]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+
+from pipeline import ConfigError, RunConfig, load_config, preflight, run
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[dict, str | None]:
+    """Flags built from ``RunConfig``'s fields, so ``--help`` documents every option."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.segment",
+        description="Segment images with an FCN on Ray Data and write Parquet mask tables.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", default=None, help="YAML file of options (same names as the flags); flags win")
+    for name, field in RunConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if _base_type(field.annotation) is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
+        else:
+            default = "" if field.is_required() else f" (default: {field.default})"
+            parser.add_argument(flag, dest=name, metavar=name.upper(), help=f"{field.description}{default}")
+    args = vars(parser.parse_args(argv))
+    return args, args.pop("config")
+
+
+def _base_type(annotation):
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides, config_file = parse_args(argv)
+    try:
+        config = load_config(overrides, config_file)
+        plan = preflight(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    print(f"run {plan.run_id}: {config.model} ({plan.weights.name}) on {config.input} -> {config.output}", flush=True)
+    record = run(config, plan)
+    counts = record["counts"]
+    print(
+        f"done: {counts['rows']} images ({counts['ok']} ok, {counts['errors']} errors, "
+        f"{counts['already_committed']} already committed) in {record['seconds']:.1f}s, "
+        f"{record['images_per_second']:.2f} images/s; output: {config.output}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

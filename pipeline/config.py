@@ -1,0 +1,141 @@
+"""The run configuration: one pydantic model that the CLI, YAML files and tests share."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import models
+
+PIL_DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class RunConfig(BaseModel):
+    """Everything a segmentation run needs; each field is also a ``--flag`` of ``jobs.segment``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str = Field(
+        description="images to segment: a folder or S3 prefix, Parquet file(s), or a manifest (.txt/.csv)"
+    )
+    output: str = Field(description="folder or S3 prefix for masks/, class_stats/ and _manifest.json")
+    input_format: Literal["auto", "files", "parquet", "manifest"] = Field(
+        "auto", description="how to read --input; auto: by suffix (.parquet, .txt/.csv/.lst) else image files"
+    )
+    image_column: str = Field("image", description="Parquet column with image bytes or a {bytes, path} struct")
+    id_column: str | None = Field(None, description="Parquet column whose value becomes image_id")
+    model: str = Field("fcn8s_mobilenet_v3", description=f"model name, one of {', '.join(models.list_models())}")
+    weights: str | None = Field(
+        None, description="registered weights name, checkpoint URI (local or s3://), or 'random' (explicit only)"
+    )
+    classes: list[str] | None = Field(
+        None, description="class names for a plain state dict: comma-separated list or a text file, one per line"
+    )
+    resize: int | None = Field(
+        None, ge=0, description="shorter side fed to the model; default the weights' preference; 0 = native size"
+    )
+    batch_size: int = Field(8, gt=0, description="images per inference batch")
+    decode_batch_size: int = Field(16, gt=0, description="images per decode task batch")
+    actors_min: int = Field(1, ge=1, description="smallest inference actor pool")
+    actors_max: int | None = Field(
+        None, ge=1, description="largest inference actor pool; default from cluster resources"
+    )
+    num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per inference actor (fractions allowed); default 1 if the cluster has GPUs"
+    )
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved per inference actor")
+    threads: int | None = Field(None, gt=0, description="torch threads per CPU actor; default its reserved CPUs")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device; auto: CUDA when present")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="CUDA autocast dtype; auto: bf16 where supported, else fp16; CPU always fp32"
+    )
+    rows_per_file: int = Field(1000, gt=0, description="target rows per Parquet file")
+    max_pixels: int = Field(PIL_DEFAULT_MAX_PIXELS, gt=0, description="images above this many pixels become error rows")
+    mode: Literal["resume", "overwrite", "error"] = Field(
+        "resume",
+        description="resume: skip images already in --output; overwrite: start afresh; error: refuse non-empty output",
+    )
+    limit: int | None = Field(None, gt=0, description="segment at most this many inputs (a quick try)")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"
+    )
+    num_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray cluster; default all of this machine")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
+    s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
+    s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")
+    s3_profile: str | None = Field(None, description="AWS profile name for S3 credentials")
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value):
+        if isinstance(value, str):
+            if os.path.isfile(value):
+                with open(value, encoding="utf-8") as f:
+                    return [line.strip() for line in f if line.strip()]
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        models.registry.model_spec(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.weights is None:
+            raise ValueError("weights: choose a weights name, a checkpoint URI, or 'random' for untrained weights")
+        if self.actors_max is not None and self.actors_max < self.actors_min:
+            raise ValueError(f"actors_max ({self.actors_max}) is below actors_min ({self.actors_min})")
+        if self.input.rstrip("/") == self.output.rstrip("/"):
+            raise ValueError("output must differ from input")
+        return self
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
+
+
+def load_config(overrides: dict, config_file: str | None = None) -> RunConfig:
+    """Merge a YAML file with flag overrides (flags win) and validate.
+
+    Raises:
+        ConfigError: with one line per problem, naming the option.
+    """
+    values: dict = {}
+    if config_file:
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                values = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError([f"--config {config_file}: cannot read it: {exc}"]) from exc
+        if not isinstance(values, dict):
+            raise ConfigError([f"--config {config_file}: expected a mapping of option: value"])
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+    values.update(overrides)
+    try:
+        return RunConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def _describe(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if not where:
+        return message
+    flag = "--" + where.replace("_", "-")
+    if err["type"] == "extra_forbidden":
+        return f"{flag}: unknown option"
+    return f"{flag}: {message} (got {err.get('input')!r})" if err["type"] != "missing" else f"{flag}: required"

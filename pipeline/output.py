@@ -1,0 +1,82 @@
+"""The output folder: modes (resume, overwrite, error), committed ids, and the run manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+MANIFEST = "_manifest.json"
+TABLES = ("masks", "class_stats")
+
+
+class OutputError(ValueError):
+    """The output cannot be used as asked; the message says what to do."""
+
+
+def list_parquet(fs: pafs.FileSystem, folder: str) -> list[str]:
+    selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
+    return sorted(i.path for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet"))
+
+
+def check_writable(fs: pafs.FileSystem, root: str) -> None:
+    """Write and delete a probe file so an unwritable output fails before any work starts."""
+    probe = f"{root}/_staging/.probe"
+    try:
+        fs.create_dir(f"{root}/_staging", recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except Exception as exc:
+        raise OutputError(f"--output {root}: cannot write there ({type(exc).__name__}: {exc})") from exc
+
+
+def prepare(fs: pafs.FileSystem, root: str, mode: str) -> pa.Array:
+    """Apply the mode and return the image ids already committed (empty unless resuming).
+
+    Leftovers of a killed run are cleared first: staged files never committed, and
+    class_stats files whose masks partner was never moved into place.
+    """
+    masks = list_parquet(fs, f"{root}/masks")
+    if mode == "error" and (masks or fs.get_file_info(f"{root}/{MANIFEST}").is_file):
+        raise OutputError(f"--output {root} already holds results; use --mode resume or --mode overwrite")
+    if mode == "overwrite":
+        for folder in (*TABLES, "_staging"):
+            fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)
+        if fs.get_file_info(f"{root}/{MANIFEST}").is_file:
+            fs.delete_file(f"{root}/{MANIFEST}")
+        return pa.array([], pa.string())
+    fs.delete_dir_contents(f"{root}/_staging", missing_dir_ok=True)
+    committed = {p.rsplit("/", 1)[-1] for p in masks}
+    for orphan in list_parquet(fs, f"{root}/class_stats"):
+        if orphan.rsplit("/", 1)[-1] not in committed:
+            fs.delete_file(orphan)
+    if not masks:
+        return pa.array([], pa.string())
+    return (
+        pads.dataset(masks, filesystem=fs, format="parquet").to_table(columns=["image_id"])["image_id"].combine_chunks()
+    )
+
+
+def read_manifest(fs: pafs.FileSystem, root: str) -> dict:
+    info = fs.get_file_info(f"{root}/{MANIFEST}")
+    if not info.is_file:
+        return {"runs": []}
+    with fs.open_input_stream(info.path) as f:
+        return json.loads(f.read())
+
+
+def write_manifest(fs: pafs.FileSystem, root: str, run: dict) -> dict:
+    """Append this run and rewrite the manifest (staged, then moved into place)."""
+    manifest = read_manifest(fs, root)
+    runs = [*manifest.get("runs", []), run]
+    latest = {k: run[k] for k in ("run_id", "complete", "model", "weights", "class_names", "counts")}
+    manifest = {**latest, "runs": runs}
+    staged = f"{root}/_staging/{MANIFEST}.{run['run_id']}"
+    fs.create_dir(f"{root}/_staging", recursive=True)
+    with fs.open_output_stream(staged) as f:
+        f.write(json.dumps(manifest, indent=2, default=str).encode())
+    fs.move(staged, f"{root}/{MANIFEST}")
+    return manifest

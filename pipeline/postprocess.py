@@ -1,0 +1,41 @@
+"""Postprocess on CPU tasks: masks to lossless PNG, per-class statistics, the output row."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def encode_png(mask: np.ndarray) -> bytes:
+    """Lossless PNG whose pixel value is the class id (8-bit, or 16-bit above 256 classes)."""
+    image = Image.fromarray(mask.astype(np.uint16), mode="I;16") if mask.dtype != np.uint8 else Image.fromarray(mask)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The inverse of ``encode_png`` (for readers and tests)."""
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class)."""
+    ok = np.array([e is None for e in batch["error"]])
+    pngs = np.array([encode_png(m) if good else None for m, good in zip(batch["mask"], ok, strict=True)], dtype=object)
+    pixels = batch["class_pixels"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(pixels > 0, batch["confidence_sum"] / pixels, np.nan)
+    return {
+        "image_id": batch["image_id"],
+        "source": batch["source"],
+        "status": np.where(ok, "ok", "error").astype(object),
+        "error": batch["error"],
+        "height": batch["height"],
+        "width": batch["width"],
+        "mask_png": pngs,
+        "class_pixels": pixels,
+        "class_confidence": confidence,
+    }

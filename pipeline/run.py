@@ -1,0 +1,183 @@
+"""One run: preflight, then read -> decode -> segment -> postprocess -> write as one Ray Data chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import ray
+import ray.data
+
+import models
+
+from .config import ConfigError, RunConfig
+from .decode import decode_batch
+from .output import check_writable, prepare, write_manifest
+from .postprocess import finish_batch
+from .segment import Segmenter
+from .sink import MaskTableSink, RunInfo
+from .sources import read_inputs
+from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What preflight established before Ray starts: the weights record and the class names."""
+
+    weights: models.Weights
+    class_names: tuple[str, ...]
+    run_id: str
+
+
+def preflight(config: RunConfig) -> Plan:
+    """Check the model, weights, input and output; raise ``ConfigError`` before anything runs."""
+    problems = []
+    weights = None if config.random_weights else config.weights
+    try:
+        num_classes = len(config.classes) if config.classes and config.random_weights else None
+        model = models.get_model(
+            config.model, weights=weights, num_classes=num_classes, storage_options=_weights_options(config)
+        )
+        meta = model.weights_meta
+        del model
+    except (models.WeightsError, ValueError) as exc:
+        raise ConfigError([f"--weights: {exc}"]) from None
+    names = meta.categories
+    if config.classes:
+        if len(config.classes) != meta.num_classes:
+            problems.append(
+                f"--classes: {len(config.classes)} names given but the model has {meta.num_classes} classes"
+            )
+        names = tuple(config.classes)
+    if not _exists(config.input, config):
+        problems.append(f"--input {config.input}: not found (check the path, bucket and S3 settings)")
+    try:
+        check_writable(*arrow_fs(config.output, config))
+    except Exception as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems)
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return Plan(weights=meta, class_names=names, run_id=run_id)
+
+
+def _weights_options(config: RunConfig) -> dict:
+    return storage_options(config.weights or "", config)
+
+
+def _exists(uri: str, config: RunConfig) -> bool:
+    try:
+        return fsspec_fs(uri, config).exists(uri if is_s3(uri) else local_path(uri))
+    except Exception:
+        return False
+
+
+def init_ray(config: RunConfig) -> None:
+    """Join the cluster named by ``--ray-address`` or ``$RAY_ADDRESS``, else start a local one."""
+    if ray.is_initialized():
+        return
+    address = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def actor_resources(config: RunConfig) -> dict:
+    """Pool size and per-actor resources from what the cluster reports.
+
+    On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
+    decoding and writing: a pool that takes every CPU starves the read tasks.
+    """
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    num_gpus = config.num_gpus if config.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
+    if num_gpus > 0:
+        largest = int(gpus // num_gpus)
+        if largest < 1:
+            raise ConfigError([f"--num-gpus {num_gpus}: the cluster has {gpus:g} GPUs"])
+    else:
+        largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
+    size = min(config.actors_max or largest, largest)
+    return {
+        "compute": ray.data.ActorPoolStrategy(min_size=min(config.actors_min, size), max_size=size),
+        "num_gpus": num_gpus,
+        "num_cpus": config.cpus_per_actor,
+    }
+
+
+def run(config: RunConfig, plan: Plan | None = None) -> dict:
+    """Segment every input of ``config`` and return the manifest written for this run."""
+    plan = plan or preflight(config)
+    init_ray(config)
+    started = time.time()
+    out_fs, root = arrow_fs(config.output, config)
+    committed = prepare(out_fs, root, config.mode)
+    resize = config.resize if config.resize is not None else plan.weights.resize
+    info = RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names)
+    sink = MaskTableSink(out_fs, root, info, config.rows_per_file)
+    segmenter_args = {"config": config, "storage": _weights_options(config), "classes": plan.class_names}
+
+    ds = read_inputs(config)
+    if len(committed):
+        ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
+    (
+        ds.map_batches(
+            decode_batch,
+            fn_kwargs={"resize": resize or None, "max_pixels": config.max_pixels},
+            batch_size=config.decode_batch_size,
+            batch_format="numpy",
+            # a remote-args function keeps Ray from fusing decoding into the inference
+            # actors: decoding stays in CPU tasks that run beside inference
+            ray_remote_args_fn=decode_resources,
+        )
+        .map_batches(
+            Segmenter,
+            fn_constructor_kwargs=segmenter_args,
+            batch_size=config.batch_size,
+            batch_format="numpy",
+            **actor_resources(config),
+        )
+        .map_batches(finish_batch, batch_format="numpy")
+        .write_datasink(sink)
+    )
+    results = sink.results
+    seconds = time.time() - started
+    counts = {k: sum(r[k] for r in results) for k in ("rows", "ok", "errors")}
+    counts["already_committed"] = len(committed)
+    record = {
+        "run_id": plan.run_id,
+        "complete": True,
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(counts["rows"] / seconds, 3) if seconds else None,
+        "config": config.model_dump(),
+        "model": config.model,
+        "random_weights": config.random_weights,
+        "weights": plan.weights.to_dict(),
+        "class_names": list(plan.class_names),
+        "counts": counts,
+        "files": sorted(f for r in results for f in r["files"]),
+    }
+    write_manifest(out_fs, root, record)
+    if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
+        out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")
+    return record
+
+
+def decode_resources() -> dict:
+    return {"num_cpus": 1}
+
+
+def drop_committed(batch: pa.Table, committed: pa.Array) -> pa.Table:
+    """Resume: leave out inputs whose image_id is already in masks/."""
+    return batch.filter(pc.invert(pc.is_in(batch["image_id"], value_set=committed)))

@@ -1,0 +1,139 @@
+"""The masks and class_stats tables, written together by one Ray Datasink: stage, then commit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from ray.data import Datasink
+from ray.data.block import BlockAccessor
+
+MASKS_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("source", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("mask_png", pa.binary()),
+        ("class_pixels", pa.list_(pa.int64())),
+        ("model", pa.string()),
+        ("weights_sha256", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+STATS_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("class_id", pa.int32()),
+        ("class_name", pa.string()),
+        ("pixels", pa.int64()),
+        ("fraction", pa.float64()),
+        ("mean_confidence", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Provenance written into every row and into the Parquet key-value metadata."""
+
+    run_id: str
+    model: str
+    weights_sha256: str | None
+    class_names: tuple[str, ...]
+
+    def metadata(self) -> dict[bytes, bytes]:
+        values = {"class_names": json.dumps(list(self.class_names)), "model": self.model, "run_id": self.run_id}
+        values["weights_sha256"] = self.weights_sha256 or ""
+        return {f"fcn.{k}".encode(): v.encode() for k, v in values.items()}
+
+
+def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
+    ok = batch["status"] == "ok"
+    n = len(ok)
+    pixels = [list(map(int, row)) if good else None for row, good in zip(batch["class_pixels"], ok, strict=True)]
+    columns = {
+        "image_id": batch["image_id"].tolist(),
+        "source": batch["source"].tolist(),
+        "status": batch["status"].tolist(),
+        "error": batch["error"].tolist(),
+        "height": pa.array(batch["height"], pa.int32(), mask=~ok),
+        "width": pa.array(batch["width"], pa.int32(), mask=~ok),
+        "mask_png": batch["mask_png"].tolist(),
+        "class_pixels": pixels,
+        "model": [run.model] * n,
+        "weights_sha256": [run.weights_sha256] * n,
+        "run_id": [run.run_id] * n,
+    }
+    return pa.table(columns, schema=MASKS_SCHEMA.with_metadata(run.metadata()))
+
+
+def class_stats_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
+    """Long form: one row per (ok image, class present), vectorised."""
+    ok = batch["status"] == "ok"
+    pixels = np.asarray(batch["class_pixels"], np.int64) * ok[:, None]
+    rows, classes = np.nonzero(pixels)
+    totals = pixels.sum(axis=1)
+    names = np.asarray(run.class_names, dtype=object)
+    columns = {
+        "image_id": batch["image_id"][rows].tolist(),
+        "class_id": classes.astype(np.int32),
+        "class_name": names[classes].tolist(),
+        "pixels": pixels[rows, classes],
+        "fraction": pixels[rows, classes] / totals[rows],
+        "mean_confidence": np.asarray(batch["class_confidence"], np.float64)[rows, classes],
+    }
+    return pa.table(columns, schema=STATS_SCHEMA.with_metadata(run.metadata()))
+
+
+class MaskTableSink(Datasink[dict]):
+    """Writes each write task's rows as a masks file and a class_stats file of the same name.
+
+    Both are first written under ``_staging/`` (which readers never glob), then moved
+    into ``class_stats/`` and last ``masks/``: a file is either complete where readers
+    look or absent, and a masks file is the record that its images are committed.
+
+    Args:
+        fs: pyarrow filesystem of the output.
+        root: output path inside ``fs``.
+        run: provenance of this run.
+        rows_per_file: target rows per Parquet file.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, root: str, run: RunInfo, rows_per_file: int) -> None:
+        self.fs, self.root, self.run, self.rows_per_file = fs, root, run, rows_per_file
+        self.results: list[dict] = []
+
+    def on_write_complete(self, write_result) -> None:
+        # runs on the driver: keep what each write task committed, for the manifest
+        self.results = [r for r in write_result.write_returns if r]
+
+    @property
+    def min_rows_per_write(self) -> int:
+        return self.rows_per_file
+
+    def write(self, blocks: Iterable, ctx) -> dict:
+        parts = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return {"files": [], "rows": 0, "ok": 0, "errors": 0}
+        batch = BlockAccessor.for_block(pa.concat_tables(parts)).to_batch_format("numpy")
+        masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
+        name = f"part-{self.run.run_id}-{ctx.task_idx:05d}-{uuid.uuid4().hex[:8]}.parquet"
+        for table, folder in ((stats, "class_stats"), (masks, "masks")):
+            self.fs.create_dir(f"{self.root}/{folder}", recursive=True)
+            self.fs.create_dir(f"{self.root}/_staging/{self.run.run_id}", recursive=True)
+            staged = f"{self.root}/_staging/{self.run.run_id}/{folder}-{name}"
+            pq.write_table(table, staged, filesystem=self.fs, compression="zstd")
+            self.fs.move(staged, f"{self.root}/{folder}/{name}")
+        ok = int((batch["status"] == "ok").sum())
+        files = [f"masks/{name}", f"class_stats/{name}"]
+        return {"files": files, "rows": masks.num_rows, "ok": ok, "errors": masks.num_rows - ok}

@@ -1,0 +1,57 @@
+"""Filesystems for local paths and S3, built from the run config (credentials never pass through here)."""
+
+from __future__ import annotations
+
+import os
+
+import fsspec
+import pyarrow.fs as pafs
+
+from .config import RunConfig
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def local_path(uri: str) -> str:
+    return os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+
+
+def s3_options(config: RunConfig) -> dict:
+    """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff."""
+    endpoint = config.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    region = config.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    client_kwargs = {k: v for k, v in (("endpoint_url", endpoint), ("region_name", region)) if v}
+    options: dict = {
+        "anon": config.s3_anonymous,
+        "client_kwargs": client_kwargs,
+        "config_kwargs": {"retries": {"max_attempts": 10, "mode": "adaptive"}},
+        "retries": 10,
+    }
+    if config.s3_profile:
+        options["profile"] = config.s3_profile
+    return options
+
+
+def storage_options(uri: str, config: RunConfig) -> dict:
+    """fsspec options for ``uri``: S3 settings for ``s3://``, nothing for local files."""
+    return s3_options(config) if is_s3(uri) else {}
+
+
+def fsspec_fs(uri: str, config: RunConfig) -> fsspec.AbstractFileSystem:
+    if is_s3(uri):
+        return fsspec.filesystem("s3", **s3_options(config))
+    return fsspec.filesystem("file")
+
+
+def arrow_fs(uri: str, config: RunConfig) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it, for Ray's readers and our writers."""
+    if is_s3(uri):
+        handler = pafs.FSSpecHandler(fsspec_fs(uri, config))
+        return pafs.PyFileSystem(handler), uri.removeprefix("s3://").rstrip("/")
+    return pafs.LocalFileSystem(), local_path(uri)
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
