@@ -11,6 +11,11 @@ from PIL import Image, ImageOps
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # image of an error row; never segmented
 
 
+def failed(error) -> bool:
+    """Whether an ``error`` cell holds a reason (Arrow may turn an all-null column into NaN)."""
+    return isinstance(error, str)
+
+
 def decode_batch(batch: dict[str, np.ndarray], *, resize: int | None, max_pixels: int) -> dict[str, np.ndarray]:
     """Decode every row; a row that cannot be decoded keeps its place with an ``error``.
 
@@ -22,6 +27,7 @@ def decode_batch(batch: dict[str, np.ndarray], *, resize: int | None, max_pixels
     images, heights, widths, errors = [], [], [], []
     for blob, error in zip(batch["bytes"], batch["error"], strict=True):
         image, height, width = PLACEHOLDER, 0, 0
+        error = error if failed(error) else None
         if error is None:
             try:
                 rgb = decode_image(blob, max_pixels)

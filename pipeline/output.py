@@ -33,15 +33,21 @@ def check_writable(fs: pafs.FileSystem, root: str) -> None:
         raise OutputError(f"--output {root}: cannot write there ({type(exc).__name__}: {exc})") from exc
 
 
+def check_mode(fs: pafs.FileSystem, root: str, mode: str) -> None:
+    """``--mode error`` refuses an output that already holds results."""
+    has_results = list_parquet(fs, f"{root}/masks") or fs.get_file_info(f"{root}/{MANIFEST}").is_file
+    if mode == "error" and has_results:
+        raise OutputError(f"--output {root} already holds results; use --mode resume or --mode overwrite")
+
+
 def prepare(fs: pafs.FileSystem, root: str, mode: str) -> pa.Array:
     """Apply the mode and return the image ids already committed (empty unless resuming).
 
     Leftovers of a killed run are cleared first: staged files never committed, and
     class_stats files whose masks partner was never moved into place.
     """
+    check_mode(fs, root, mode)
     masks = list_parquet(fs, f"{root}/masks")
-    if mode == "error" and (masks or fs.get_file_info(f"{root}/{MANIFEST}").is_file):
-        raise OutputError(f"--output {root} already holds results; use --mode resume or --mode overwrite")
     if mode == "overwrite":
         for folder in (*TABLES, "_staging"):
             fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)

@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from .decode import failed
+
 
 def encode_png(mask: np.ndarray) -> bytes:
     """Lossless PNG whose pixel value is the class id (8-bit, or 16-bit above 256 classes)."""
@@ -23,7 +25,7 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class)."""
-    ok = np.array([e is None for e in batch["error"]])
+    ok = np.array([not failed(e) for e in batch["error"]], dtype=bool)
     pngs = np.array([encode_png(m) if good else None for m, good in zip(batch["mask"], ok, strict=True)], dtype=object)
     pixels = batch["class_pixels"]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -32,10 +34,11 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "image_id": batch["image_id"],
         "source": batch["source"],
         "status": np.where(ok, "ok", "error").astype(object),
-        "error": batch["error"],
+        "error": np.array([e if failed(e) else None for e in batch["error"]], dtype=object),
         "height": batch["height"],
         "width": batch["width"],
         "mask_png": pngs,
         "class_pixels": pixels,
         "class_confidence": confidence,
+        "node": batch["node"],
     }

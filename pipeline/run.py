@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -19,14 +19,12 @@ import models
 
 from .config import ConfigError, RunConfig
 from .decode import decode_batch
-from .output import check_writable, prepare, write_manifest
+from .output import check_mode, check_writable, prepare, write_manifest
 from .postprocess import finish_batch
 from .segment import Segmenter
 from .sink import MaskTableSink, RunInfo
 from .sources import read_inputs
-from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options
-
-log = logging.getLogger(__name__)
+from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 
 
 @dataclass(frozen=True)
@@ -60,10 +58,13 @@ def preflight(config: RunConfig) -> Plan:
         names = tuple(config.classes)
     if not _exists(config.input, config):
         problems.append(f"--input {config.input}: not found (check the path, bucket and S3 settings)")
-    try:
-        check_writable(*arrow_fs(config.output, config))
-    except Exception as exc:
-        problems.append(str(exc))
+    if not problems:  # the write probe comes last: a refused run writes nothing
+        try:
+            out_fs, root = arrow_fs(config.output, config)
+            check_mode(out_fs, root, config.mode)
+            check_writable(out_fs, root)
+        except Exception as exc:
+            problems.append(str(exc))
     if problems:
         raise ConfigError(problems)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -102,9 +103,8 @@ def actor_resources(config: RunConfig) -> dict:
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
     num_gpus = config.num_gpus if config.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
     if num_gpus > 0:
-        largest = int(gpus // num_gpus)
-        if largest < 1:
-            raise ConfigError([f"--num-gpus {num_gpus}: the cluster has {gpus:g} GPUs"])
+        # an autoscaling cluster may have no GPU node yet: ask for actors_max and let it scale up
+        largest = int(gpus // num_gpus) or config.actors_max or 1
     else:
         largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
     size = min(config.actors_max or largest, largest)
@@ -117,6 +117,7 @@ def actor_resources(config: RunConfig) -> dict:
 
 def run(config: RunConfig, plan: Plan | None = None) -> dict:
     """Segment every input of ``config`` and return the manifest written for this run."""
+    config = with_s3_defaults(config)
     plan = plan or preflight(config)
     init_ray(config)
     started = time.time()
@@ -167,6 +168,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
         "class_names": list(plan.class_names),
         "counts": counts,
         "files": sorted(f for r in results for f in r["files"]),
+        "rows_by_inference_node": dict(sum((Counter(r["nodes"]) for r in results), Counter())),
     }
     write_manifest(out_fs, root, record)
     if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:

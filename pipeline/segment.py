@@ -6,12 +6,14 @@ import contextlib
 from collections import defaultdict
 
 import numpy as np
+import ray
 import torch
 from torch.nn import functional as F
 
 import models
 
 from .config import RunConfig
+from .decode import failed
 
 
 def pick_device(requested: str) -> torch.device:
@@ -53,6 +55,7 @@ class Segmenter:
         memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.memory_format = memory_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
+        self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(batch["image_id"])
@@ -62,7 +65,7 @@ class Segmenter:
         groups = defaultdict(list)  # same fed size and same source size: no padding ever changes a result
         for i in range(rows):
             masks[i] = np.zeros((1, 1), np.uint8)
-            if batch["error"][i] is None:
+            if not failed(batch["error"][i]):
                 key = (batch["image"][i].shape, int(batch["height"][i]), int(batch["width"][i]))
                 groups[key].append(i)
         with torch.inference_mode():
@@ -72,7 +75,8 @@ class Segmenter:
                     masks[i] = mask[j]
                 pixels[index], confidence[index] = counts, conf
         out = {k: batch[k] for k in ("image_id", "source", "height", "width", "error")}
-        return {**out, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence}
+        node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
+        return {**out, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}
 
     def segment(self, images: np.ndarray, height: int, width: int):
         """``[N, h, w, 3]`` uint8 -> masks ``[N, height, width]``, pixel counts and confidence sums ``[N, C]``."""

@@ -64,10 +64,10 @@ def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
         "image_id": batch["image_id"].tolist(),
         "source": batch["source"].tolist(),
         "status": batch["status"].tolist(),
-        "error": batch["error"].tolist(),
+        "error": [e if isinstance(e, str) else None for e in batch["error"]],
         "height": pa.array(batch["height"], pa.int32(), mask=~ok),
         "width": pa.array(batch["width"], pa.int32(), mask=~ok),
-        "mask_png": batch["mask_png"].tolist(),
+        "mask_png": [m if good else None for m, good in zip(batch["mask_png"], ok, strict=True)],
         "class_pixels": pixels,
         "model": [run.model] * n,
         "weights_sha256": [run.weights_sha256] * n,
@@ -124,7 +124,7 @@ class MaskTableSink(Datasink[dict]):
         parts = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
         parts = [p for p in parts if p.num_rows]
         if not parts:
-            return {"files": [], "rows": 0, "ok": 0, "errors": 0}
+            return {"files": [], "rows": 0, "ok": 0, "errors": 0, "nodes": {}}
         batch = BlockAccessor.for_block(pa.concat_tables(parts)).to_batch_format("numpy")
         masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
         name = f"part-{self.run.run_id}-{ctx.task_idx:05d}-{uuid.uuid4().hex[:8]}.parquet"
@@ -136,4 +136,6 @@ class MaskTableSink(Datasink[dict]):
             self.fs.move(staged, f"{self.root}/{folder}/{name}")
         ok = int((batch["status"] == "ok").sum())
         files = [f"masks/{name}", f"class_stats/{name}"]
-        return {"files": files, "rows": masks.num_rows, "ok": ok, "errors": masks.num_rows - ok}
+        nodes, counts = np.unique(batch["node"].astype(str), return_counts=True)
+        rows_by_node = dict(zip(nodes.tolist(), counts.tolist(), strict=True))
+        return {"files": files, "rows": masks.num_rows, "ok": ok, "errors": masks.num_rows - ok, "nodes": rows_by_node}

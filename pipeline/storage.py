@@ -18,16 +18,22 @@ def local_path(uri: str) -> str:
     return os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
 
 
-def s3_options(config: RunConfig) -> dict:
-    """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff."""
+def with_s3_defaults(config: RunConfig) -> RunConfig:
+    """Resolve S3 endpoint and region from the driver's environment, so every worker uses the same."""
     endpoint = config.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     region = config.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    client_kwargs = {k: v for k, v in (("endpoint_url", endpoint), ("region_name", region)) if v}
+    return config.model_copy(update={"s3_endpoint_url": endpoint, "s3_region": region})
+
+
+def s3_options(config: RunConfig) -> dict:
+    """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff."""
+    config = with_s3_defaults(config)
+    pairs = (("endpoint_url", config.s3_endpoint_url), ("region_name", config.s3_region))
+    client_kwargs = {k: v for k, v in pairs if v}
     options: dict = {
         "anon": config.s3_anonymous,
         "client_kwargs": client_kwargs,
         "config_kwargs": {"retries": {"max_attempts": 10, "mode": "adaptive"}},
-        "retries": 10,
     }
     if config.s3_profile:
         options["profile"] = config.s3_profile

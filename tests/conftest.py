@@ -44,3 +44,25 @@ def _offline_torch_home(tmp_path_factory):
     """No test may find or fetch a checkpoint outside its own temp folder."""
     os.environ["FCN_WEIGHTS_DIR"] = str(tmp_path_factory.mktemp("weights"))
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
+
+
+@pytest.fixture
+def ray_local(s3_endpoint):
+    """One local Ray cluster for the session (started after the S3 environment is set, so
+    workers inherit it); a test that shut Ray down for its own cluster gets a fresh one."""
+    import ray
+
+    if not ray.is_initialized():
+        # 3 logical CPUs on a 2-core machine: the inference actor takes one, reading and
+        # decoding keep the others, so the read tasks never starve.
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    yield ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_shutdown():
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

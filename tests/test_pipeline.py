@@ -1,0 +1,158 @@
+"""The segmentation job end to end on a real local Ray cluster, read back with DuckDB and pyarrow."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+from imagefiles import CLASSES, bad_images, good_images, rgb, varied_checkpoint, write_tree
+from outputs import check_contract, read_tables
+from PIL import Image
+
+from jobs.segment import main
+from pipeline import RunConfig
+from pipeline.decode import decode_batch
+from pipeline.segment import Segmenter
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
+
+
+def job(input_uri, output_uri, weights, *extra):
+    argv = ["--input", str(input_uri), "--output", str(output_uri), "--weights", weights]
+    return main([*argv, "--classes", ",".join(CLASSES), "--actors-max", "1", "--batch-size", "4", *extra])
+
+
+def test_local_folder_with_corrupt_files(tmp_path, ray_local, weights):
+    good, bad = good_images(), bad_images()
+    write_tree(tmp_path / "in", {k: v[0] for k, v in {**good, **bad}.items()})
+    (tmp_path / "in" / "notes.txt").write_text("not an image extension: skipped")
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+
+    masks, stats = read_tables(str(tmp_path / "out"))
+    rows = check_contract(masks, stats, CLASSES)
+    assert len(rows) == len(good) + len(bad)
+    for name, (_, size) in good.items():
+        row = rows[str(tmp_path / "in" / name)]
+        assert row["status"] == "ok" and (row["height"], row["width"]) == size
+    for name, (_, reason) in bad.items():
+        row = rows[str(tmp_path / "in" / name)]
+        assert row["status"] == "error" and reason in row["error"]
+    assert len({c for r in rows.values() if r["class_pixels"] for c, n in enumerate(r["class_pixels"]) if n}) > 1
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["complete"] and manifest["class_names"] == list(CLASSES)
+    assert manifest["counts"] == {"rows": 13, "ok": 10, "errors": 3, "already_committed": 0}
+    assert not list((tmp_path / "out" / "_staging").iterdir())
+
+
+def test_rerun_labels_only_new_images(tmp_path, ray_local, weights):
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(rgb(32, 40, i)).save(tmp_path / "in" / f"{i}.png")
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    first_ids = set(read_tables(str(tmp_path / "out"))[0]["image_id"].to_pylist())
+    Image.fromarray(rgb(32, 40, 9)).save(tmp_path / "in" / "new.png")
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    check_contract(masks, stats, CLASSES)
+    assert masks.num_rows == 4 and first_ids < set(masks["image_id"].to_pylist())
+    runs = json.loads((tmp_path / "out" / "_manifest.json").read_text())["runs"]
+    assert [r["counts"]["rows"] for r in runs] == [3, 1]
+    assert job(tmp_path / "in", tmp_path / "out", weights, "--mode", "error") == 2
+
+
+def test_parquet_with_struct_column_and_ids(tmp_path, ray_local, weights):
+    images = [Image.fromarray(rgb(40 + i, 50 + 2 * i, i)) for i in range(5)]
+    blobs = [io.BytesIO() for _ in images]
+    for image, blob in zip(images, blobs, strict=True):
+        image.save(blob, format="PNG")
+    column = pa.array(
+        [{"bytes": b.getvalue(), "path": f"img{i}.png"} for i, b in enumerate(blobs)]
+        + [{"bytes": b"broken", "path": "broken.png"}]
+    )
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"image": column, "key": [f"k{i}" for i in range(6)]}), tmp_path / "pq" / "a.parquet")
+    assert job(tmp_path / "pq", tmp_path / "out", weights, "--id-column", "key") == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    check_contract(masks, stats, CLASSES)
+    by_id = {r["image_id"]: r for r in masks.to_pylist()}
+    assert set(by_id) == {f"k{i}" for i in range(6)}
+    assert (by_id["k3"]["height"], by_id["k3"]["width"]) == (43, 56)
+    assert by_id["k5"]["status"] == "error" and by_id["k5"]["source"].endswith("a.parquet#broken.png")
+
+
+def test_s3_in_and_out_with_a_mixed_manifest(tmp_path, s3_bucket, s3_endpoint, ray_local, weights):
+    s3 = boto3.client("s3")
+    for name, (data, _) in list(good_images().items())[:4]:
+        s3.put_object(Bucket=s3_bucket, Key=f"images/{name}", Body=data)
+    s3.put_object(Bucket=s3_bucket, Key="images/zero.jpg", Body=b"")
+    assert job(f"s3://{s3_bucket}/images/", f"s3://{s3_bucket}/out", weights) == 0
+
+    fs = pafs.S3FileSystem(endpoint_override=s3_endpoint, access_key="testing", secret_key="testing-secret-value")
+    masks, stats = read_tables(f"{s3_bucket}/out", filesystem=fs)
+    rows = check_contract(masks, stats, CLASSES)
+    assert sorted(rows) == sorted(f"s3://{s3_bucket}/images/{n}" for n in [*list(good_images())[:4], "zero.jpg"])
+    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key="out/_manifest.json")["Body"].read())
+    assert manifest["counts"]["ok"] == 4
+    assert "testing-secret-value" not in json.dumps(manifest)
+
+    local = tmp_path / "local.png"
+    Image.fromarray(rgb(20, 30, 3)).save(local)
+    listed = [f"s3://{s3_bucket}/images/a.jpg", str(local), str(tmp_path / "missing.png")]
+    (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
+    assert job(tmp_path / "list.txt", tmp_path / "out2", weights) == 0
+    rows = check_contract(*read_tables(str(tmp_path / "out2")), CLASSES)
+    assert [rows[u]["status"] for u in listed] == ["ok", "ok", "error"]
+    assert "not found" in rows[listed[2]]["error"]
+
+
+def test_bad_configuration_exits_2_before_writing(tmp_path, capsys, weights):
+    out = tmp_path / "out"
+    assert main(["--input", str(tmp_path / "nowhere"), "--output", str(out), "--weights", weights]) == 2
+    assert "--input" in capsys.readouterr().err and not out.exists()
+    assert main(["--input", str(tmp_path), "--output", str(out), "--batch-size", "0", "--weights", "random"]) == 2
+    assert "--batch-size" in capsys.readouterr().err
+    assert main(["--input", str(tmp_path), "--output", str(out)]) == 2
+    assert "weights" in capsys.readouterr().err
+    assert main(["--input", str(tmp_path), "--output", str(out), "--weights", weights, "--classes", "a,b"]) == 2
+    assert "3 classes" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "cfg.yaml").write_text("batch_size: 3\nmodle: fcn8s\n")
+    assert main(["--config", str(tmp_path / "cfg.yaml"), "--input", str(tmp_path), "--output", str(out)]) == 2
+    assert "--modle: unknown option" in capsys.readouterr().err
+
+
+def test_images_of_other_sizes_in_a_batch_do_not_change_a_mask(weights):
+    config = RunConfig(input="in", output="out", weights=weights, classes=list(CLASSES))
+    segmenter = Segmenter(config, storage={})
+    blobs = [Image.fromarray(rgb(*size, seed)) for seed, size in enumerate([(45, 61), (64, 64), (45, 61), (30, 90)])]
+    encoded = []
+    for image in blobs:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+
+    def segment(indices):
+        batch = {
+            "image_id": np.array([str(i) for i in indices], dtype=object),
+            "source": np.array([str(i) for i in indices], dtype=object),
+            "bytes": np.array([encoded[i] for i in indices], dtype=object),
+            "error": np.array([None] * len(indices), dtype=object),
+        }
+        return segmenter(decode_batch(batch, resize=None, max_pixels=10**8))
+
+    alone = segment([0, 2])  # the 45x61 images without the others
+    mixed = segment([1, 0, 3, 2])
+    assert np.array_equal(alone["mask"][0], mixed["mask"][1])
+    assert np.array_equal(alone["mask"][1], mixed["mask"][3])
+    assert np.array_equal(alone["class_pixels"], mixed["class_pixels"][[1, 3]])
+    assert mixed["mask"][2].shape == (30, 90)
