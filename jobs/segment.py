@@ -7,7 +7,8 @@ import sys
 import types
 import typing
 
-from pipeline import ConfigError, RunConfig, load_config, preflight, run
+from pipeline.config import ConfigError, RunConfig, load_config
+from pipeline.run import preflight, run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[dict, str | None]:

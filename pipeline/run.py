@@ -90,7 +90,7 @@ def init_ray(config: RunConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def actor_resources(config: RunConfig) -> dict:
@@ -131,7 +131,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     ds = read_inputs(config)
     if len(committed):
         ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
-    (
+    segmented = (
         ds.map_batches(
             decode_batch,
             fn_kwargs={"resize": resize or None, "max_pixels": config.max_pixels},
@@ -149,8 +149,8 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
             **actor_resources(config),
         )
         .map_batches(finish_batch, batch_format="numpy")
-        .write_datasink(sink)
     )
+    segmented.write_datasink(sink)
     results = sink.results
     seconds = time.time() - started
     counts = {k: sum(r[k] for r in results) for k in ("rows", "ok", "errors")}
@@ -168,12 +168,26 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
         "class_names": list(plan.class_names),
         "counts": counts,
         "files": sorted(f for r in results for f in r["files"]),
+        "stage_seconds": stage_seconds(segmented),
         "rows_by_inference_node": dict(sum((Counter(r["nodes"]) for r in results), Counter())),
     }
     write_manifest(out_fs, root, record)
     if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
         out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")
     return record
+
+
+def stage_seconds(ds: ray.data.Dataset) -> dict[str, float]:
+    """Task wall time summed per Ray Data operator: where the run's time went."""
+    try:
+        pending, operators = [ds.get_stats_summary()], []
+        while pending:  # a written dataset keeps the earlier operators in its parents
+            summary = pending.pop()
+            operators += summary.operators_stats
+            pending += summary.parents
+    except Exception:  # a developer API: never let statistics fail a finished run
+        return {}
+    return {op.operator_name: round(op.wall_time.sum, 3) for op in operators if op.wall_time}
 
 
 def decode_resources() -> dict:

@@ -1,0 +1,365 @@
+"""A visual report of a run's masks table: contact sheet, class distribution, counts and error rows."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import html
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image, ImageOps
+
+from .decode import to_rgb
+from .postprocess import decode_png
+
+NO_DATA = 255
+ALPHA = 0.45
+THUMB = 256
+MAX_ERRORS = 200  # error rows listed in the HTML; the count always covers all of them
+UNTINTED = ("background", "__background__")  # tinting the class that covers most pixels hides the image
+PARQUET_SOURCE = re.compile(r"^(.*?\.(?:parquet|pq))#(.+)$", re.IGNORECASE)
+
+
+class ReportError(ValueError):
+    """The masks folder cannot be reported on; the message says why."""
+
+
+@dataclass
+class Summary:
+    """What one pass over the small columns of the masks table learns, without decoding a mask."""
+
+    files: list[str]
+    meta: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    ok: int = 0
+    pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sample: list[tuple[str, int, int, int]] = field(default_factory=list)  # image_id, file, row group, row
+    errors: list[tuple[str, str]] = field(default_factory=list)  # source, reason
+
+
+def scan(fs, root: str, images: int) -> Summary:
+    """Counts, per-class pixel totals, the first ``images`` ok rows by image_id and the first error rows.
+
+    Args:
+        fs: fsspec filesystem of ``root``.
+        root: the run's output folder (holding ``masks/``), as a path inside ``fs``.
+        images: how many ok rows to pick for the contact sheet.
+    """
+    files = sorted(p for p in fs.find(f"{root}/masks") if p.endswith(".parquet"))
+    if not files:
+        raise ReportError(f"no Parquet files under {root}/masks: is --masks the output folder of a finished run?")
+    summary = Summary(files)
+    for index, path in enumerate(files):
+        with fs.open(path, "rb") as f:
+            parquet = pq.ParquetFile(f)
+            if index == 0:
+                raw = parquet.schema_arrow.metadata or {}
+                summary.meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"fcn.")}
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=["image_id", "status", "error", "class_pixels"])
+                failed = _add_row_group(summary, table, images, (index, group))
+                if failed.any() and len(summary.errors) < MAX_ERRORS:
+                    sources = parquet.read_row_group(group, columns=["source"])["source"].to_numpy(False)
+                    reasons = table["error"].to_numpy(False)
+                    summary.errors += list(zip(sources[failed], reasons[failed], strict=True))[:MAX_ERRORS]
+    summary.errors = summary.errors[:MAX_ERRORS]
+    return summary
+
+
+def _add_row_group(summary: Summary, table: pa.Table, images: int, where: tuple[int, int]) -> np.ndarray:
+    ok = pc.fill_null(pc.equal(table["status"], "ok"), False)
+    summary.rows += table.num_rows
+    summary.ok += pc.sum(ok).as_py() or 0
+    lists = pc.filter(table["class_pixels"], ok).combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
+    values = pc.list_flatten(lists).to_numpy()
+    position = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # class id of each value
+    totals = np.bincount(position, weights=values).round().astype(np.int64)
+    size = max(len(totals), len(summary.pixels))
+    summary.pixels = np.pad(summary.pixels, (0, size - len(summary.pixels))) + np.pad(totals, (0, size - len(totals)))
+    ids, rows = pc.filter(table["image_id"], ok), pc.filter(pa.array(np.arange(table.num_rows)), ok)
+    first = pc.sort_indices(ids)[:images]
+    picked = zip(ids.take(first).to_pylist(), rows.take(first).to_pylist(), strict=True)
+    summary.sample = heapq.nsmallest(images, summary.sample + [(i, *where, r) for i, r in picked])
+    return ~ok.to_numpy(zero_copy_only=False)
+
+
+def sample_rows(fs, summary: Summary) -> list[dict]:
+    """The picked ok rows with their masks, reading only the row groups that hold them."""
+    wanted: dict[tuple[int, int], list[int]] = {}
+    for _, index, group, row in summary.sample:
+        wanted.setdefault((index, group), []).append(row)
+    found = {}
+    for (index, group), rows in wanted.items():
+        with fs.open(summary.files[index], "rb") as f:
+            table = pq.ParquetFile(f).read_row_group(group, columns=["image_id", "source", "mask_png"])
+        found.update({r["image_id"]: r for r in table.take(rows).to_pylist()})
+    return [found[image_id] for image_id, *_ in summary.sample]
+
+
+def locate(uri: str, images_root: str | None):
+    """``(fs, path)`` of the first existing of: ``uri``'s trailing parts under ``images_root``, then ``uri``."""
+    parts = uri.split("://", 1)[-1].strip("/").split("/")
+    tries = [f"{images_root.rstrip('/')}/{'/'.join(parts[k:])}" for k in range(len(parts))] if images_root else []
+    for candidate in [*tries, uri]:
+        try:
+            fs, path = fsspec.core.url_to_fs(candidate)
+            if fs.isfile(path):
+                return fs, path
+        except Exception:  # unreachable store, missing credentials: this source is just not available
+            continue
+    return None
+
+
+def parquet_images(rows: list[dict], image_column: str | None, images_root: str | None) -> dict[str, bytes]:
+    """Image bytes of the ``file.parquet#inner`` sources, one scan per Parquet file, keyed by source."""
+    wanted: dict[str, dict[str, str]] = {}
+    for row in rows:
+        if match := PARQUET_SOURCE.match(row["source"]):
+            wanted.setdefault(match[1], {})[match[2]] = row["source"]
+    blobs = {}
+    for file, tags in wanted.items():
+        if (where := locate(file, images_root)) is None:
+            continue
+        try:
+            with where[0].open(where[1], "rb") as f:
+                blobs.update(_find_images(pq.ParquetFile(f), image_column, tags))
+        except Exception:  # a corrupt or foreign Parquet file: its tiles show the mask alone
+            continue
+    return blobs
+
+
+def _find_images(parquet: pq.ParquetFile, image_column: str | None, tags: dict[str, str]) -> dict[str, bytes]:
+    names, types = parquet.schema_arrow.names, parquet.schema_arrow.types
+    binary = [n for n, t in zip(names, types, strict=True) if pa.types.is_struct(t) or pa.types.is_binary(t)]
+    column = image_column if image_column in names else next(iter(binary), None)
+    found, tags = {}, dict(tags)
+    for batch in parquet.iter_batches(columns=[column], batch_size=64) if column else []:
+        values, paths = batch.column(0), [None] * batch.num_rows
+        if pa.types.is_struct(values.type):  # Hugging Face style {bytes, path}, tagged as pipeline.sources does
+            paths = pc.struct_field(values, "path").to_pylist() if "path" in values.type.names else paths
+            values = pc.struct_field(values, "bytes")
+        for inner, blob in zip(paths, values.to_pylist(), strict=True):
+            tag = inner or "sha256=" + hashlib.sha256(blob or b"").hexdigest()[:16]
+            if tag in tags:
+                found[tags.pop(tag)] = blob
+        if not tags:
+            break
+    return found
+
+
+def thumbnail(blob: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Decode an image (EXIF orientation applied) straight to ``size`` = (width, height), RGB uint8."""
+    image = Image.open(io.BytesIO(blob))
+    image.draft("RGB", (max(size), max(size)))  # JPEG decodes at a reduced scale: big scenes stay cheap
+    return np.asarray(Image.fromarray(to_rgb(ImageOps.exif_transpose(image))).resize(size, Image.Resampling.BILINEAR))
+
+
+def palette(size: int) -> np.ndarray:
+    """``[max(size, 256), 3]`` uint8 colours: tab20's ten hues, then their light shades, then tab20b/c; 255 black."""
+    from matplotlib import colormaps
+
+    tab20 = np.asarray(colormaps["tab20"].colors)
+    base = np.concatenate([tab20[0::2], tab20[1::2], colormaps["tab20b"].colors, colormaps["tab20c"].colors])
+    colours = (base[np.arange(max(size, NO_DATA + 1)) % len(base)] * 255).round().astype(np.uint8)
+    colours[NO_DATA] = 0
+    return colours
+
+
+def class_name(names: list[str], class_id: int) -> str:
+    if class_id < len(names):
+        return names[class_id]
+    return "no-data" if class_id == NO_DATA else f"class {class_id}"
+
+
+def tile(row: dict, blob: bytes | None, names: list[str]) -> tuple[np.ndarray, str]:
+    """One contact-sheet tile (image with the mask over it, or the mask alone) and its caption.
+
+    Args:
+        row: ``image_id, source, mask_png`` of an ok row.
+        blob: the source image's bytes, or ``None`` when it could not be found.
+        names: class names, index = class id.
+    """
+    mask = decode_png(row["mask_png"])
+    scale = THUMB / max(mask.shape)
+    size = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)).astype(np.int64)
+    colours = palette(int(small.max()) + 1)
+    caption = re.split(r"[/#]", row["source"].rstrip("/"))[-1][:36] or row["image_id"][:16]
+    image, note = None, "source missing: mask only"
+    if blob is not None:
+        try:
+            image = thumbnail(blob, size)
+        except Exception as exc:  # a corrupt or unsupported source is noted on the tile, never fatal
+            note = f"cannot decode source ({type(exc).__name__}): mask only"
+    if image is None:
+        return colours[small], f"{caption}\n{note}"
+    tinted = np.ones(len(colours), bool)
+    tinted[[i for i, name in enumerate(names) if name in UNTINTED and i < len(tinted)] + [NO_DATA]] = False
+    alpha = (tinted[small] * ALPHA)[..., None]
+    return (image * (1 - alpha) + colours[small] * alpha).round().astype(np.uint8), caption
+
+
+def contact_sheet(tiles: list[tuple[np.ndarray, str]], legend: list[tuple[str, np.ndarray]], columns: int) -> bytes:
+    """PNG of the tiles in a grid with each caption under its tile and a legend of class colours on top.
+
+    Args:
+        tiles: ``(RGB image, caption)`` pairs, at most ``THUMB`` pixels on a side.
+        legend: ``(label, RGB uint8 colour)`` pairs.
+        columns: tiles per row.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    columns = max(1, min(columns, len(tiles) or 1))
+    rows, ncol, side = max(1, math.ceil(len(tiles) / columns)), max(1, min(len(legend), 5)), THUMB / 100
+    cell_w, cell_h, legend_h = side + 0.25, side + 0.5, 0.3 + 0.25 * math.ceil(len(legend) / ncol)
+    width, height = max(columns * cell_w, 5.0), rows * cell_h + legend_h
+    fig = Figure(figsize=(width, height), dpi=100)
+    for k, (image, caption) in enumerate(tiles):
+        row, col = divmod(k, columns)
+        left, bottom = col * cell_w + (cell_w - side) / 2, height - legend_h - row * cell_h - 0.05 - side
+        ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
+        ax.imshow(image, interpolation="nearest")
+        ax.set_anchor("N")  # wide images sit at the top of their cell, the caption right under them
+        ax.set_axis_off()
+        ax.text(0.5, -0.02, caption, transform=ax.transAxes, ha="center", va="top", fontsize=8)
+    if not tiles:
+        fig.text(0.5, 0.4, "no successfully segmented images to show", ha="center", fontsize=11)
+    # the legend fills columns first: reorder so that it reads left to right, row by row
+    order = [
+        r * ncol + c for c in range(ncol) for r in range(math.ceil(len(legend) / ncol)) if r * ncol + c < len(legend)
+    ]
+    handles = [Patch(facecolor=legend[i][1] / 255, edgecolor="0.3", label=legend[i][0]) for i in order]
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False, fontsize=9)
+    return _png(fig)
+
+
+def distribution_chart(ids: np.ndarray, labels: list[str], pixels: np.ndarray, colours: np.ndarray, ok: int) -> bytes:
+    """PNG bar chart of each class's share of all pixels, the largest 40 when there are more.
+
+    Args:
+        ids: class ids to show.
+        labels: class names, index = class id.
+        pixels: pixels per class id over the run.
+        colours: ``[>= len(pixels), 3]`` uint8 class colours.
+        ok: number of ok images the totals cover (for the title).
+    """
+    from matplotlib.figure import Figure
+
+    share = 100.0 * pixels / max(int(pixels.sum()), 1)
+    shown = ids if len(ids) <= 40 else np.sort(ids[np.argsort(-pixels[ids], kind="stable")[:40]])
+    fig = Figure(figsize=(8, 1.2 + 0.28 * max(len(shown), 1)), dpi=100)
+    ax = fig.add_subplot()
+    bars = ax.barh(np.arange(len(shown)), share[shown], color=colours[shown] / 255, edgecolor="0.3", linewidth=0.5)
+    ax.set_yticks(np.arange(len(shown)), [labels[i] for i in shown], fontsize=9)
+    ax.invert_yaxis()
+    ax.bar_label(bars, [f"{s:.1f}%" if s >= 0.1 or s == 0 else "<0.1%" for s in share[shown]], fontsize=8, padding=2)
+    ax.set_xlim(0, max(float(share.max(initial=0)) * 1.15, 1.0))
+    ax.set_xlabel("share of all pixels (%)")
+    ax.set_title(f"Pixels per class over {ok} successfully segmented images", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def render_html(info: dict, ids: np.ndarray, labels: list[str], pixels: np.ndarray, colours, summary: Summary) -> str:
+    """The report page; every value from the data is HTML-escaped.
+
+    Args:
+        info: ``model``, ``run_id`` and ``note`` (extra line under the title, may be empty).
+        ids: class ids to list.
+        labels: class names, index = class id.
+        pixels: pixels per class id over the run.
+        colours: ``[>= len(pixels), 3]`` uint8 class colours.
+        summary: the scan of the masks table.
+    """
+    esc = html.escape
+    share = 100.0 * pixels / max(int(pixels.sum()), 1)
+    classes = "".join(
+        f"<tr><td>{i}</td><td><span class=sw style='background:#{colours[i].tobytes().hex()}'></span>"
+        f"{esc(labels[i])}</td><td>{pixels[i]:,}</td><td>{share[i]:.2f}%</td></tr>"
+        for i in ids
+    )
+    errors = summary.rows - summary.ok
+    listed = "".join(f"<tr><td>{esc(str(s))}</td><td>{esc(str(e))}</td></tr>" for s, e in summary.errors)
+    more = f"<p>… and {errors - len(summary.errors):,} more.</p>" if errors > len(summary.errors) else ""
+    title = esc(f"Segmentation report: {info['model']}, run {info['run_id']}")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{font-family: sans-serif; margin: 2em;}} td, th {{padding: 2px 10px; text-align: left;}}
+.sw {{display: inline-block; width: 12px; height: 12px; margin-right: 6px; border: 1px solid #555;}}
+</style></head><body>
+<h1>{title}</h1>{f"<p>{esc(info['note'])}</p>" if info["note"] else ""}
+<table><tr><th>images</th><td>{summary.rows:,}</td></tr><tr><th>ok</th><td>{summary.ok:,}</td></tr>
+<tr><th>errors</th><td>{errors:,}</td></tr></table>
+<h2>Sample ({len(summary.sample)} ok images, first by image_id)</h2><img src="contact_sheet.png" alt="contact sheet">
+<h2>Class distribution</h2><img src="class_distribution.png" alt="class distribution">
+<table><tr><th>id</th><th>class</th><th>pixels</th><th>share</th></tr>{classes}</table>
+<h2>Errors ({errors:,})</h2><table><tr><th>source</th><th>error</th></tr>{listed}</table>{more}
+</body></html>
+"""
+
+
+def write_report(masks: str, out: str | None = None, *, images=24, columns=4, images_root=None) -> dict:
+    """Write ``index.html``, ``contact_sheet.png`` and ``class_distribution.png`` for a run's output.
+
+    Args:
+        masks: the run's output folder or S3 prefix (holding ``masks/`` and ``_manifest.json``).
+        out: folder for the report; default ``<masks>/report``.
+        images: most ok images on the contact sheet (the first by image_id).
+        columns: tiles per row of the contact sheet.
+        images_root: folder to look for source images in first (by their trailing path parts).
+    """
+    fs, root = fsspec.core.url_to_fs(masks)
+    root = root.rstrip("/")
+    manifest = json.loads(fs.cat_file(f"{root}/_manifest.json")) if fs.isfile(f"{root}/_manifest.json") else {}
+    summary = scan(fs, root, images)
+    names = json.loads(summary.meta.get("fcn.class_names") or "null") or manifest.get("class_names") or []
+    labels = [class_name(names, i) for i in range(max(len(names), len(summary.pixels)))]
+    pixels = np.pad(summary.pixels, (0, len(labels) - len(summary.pixels)))
+    colours = palette(len(labels))
+    ids = np.flatnonzero((np.arange(len(labels)) < len(names)) | (pixels > 0))  # named, or seen (e.g. no-data)
+    rows = sample_rows(fs, summary)
+    image_column = ((manifest.get("runs") or [{}])[-1].get("config") or {}).get("image_column")
+    embedded = parquet_images(rows, image_column, images_root)
+    tiles = [tile(r, embedded.get(r["source"]) or _read(r["source"], images_root), names) for r in rows]
+    legend = [
+        (labels[i] + (" (not tinted)" if labels[i] in UNTINTED else ""), colours[i]) for i in np.flatnonzero(pixels)
+    ]
+    runs = len(manifest.get("runs", []))
+    info = {
+        "model": manifest.get("model") or summary.meta.get("fcn.model", "unknown model"),
+        "run_id": manifest.get("run_id") or summary.meta.get("fcn.run_id", "unknown"),
+        "note": f"The folder holds rows from {runs} runs; the latest is named above." if runs > 1 else "",
+    }
+    out_fs, out_path = fsspec.core.url_to_fs(out or f"{masks.rstrip('/')}/report")
+    out_fs.makedirs(out_path, exist_ok=True)
+    out_fs.pipe_file(f"{out_path}/contact_sheet.png", contact_sheet(tiles, legend, columns))
+    out_fs.pipe_file(f"{out_path}/class_distribution.png", distribution_chart(ids, labels, pixels, colours, summary.ok))
+    out_fs.pipe_file(f"{out_path}/index.html", render_html(info, ids, labels, pixels, colours, summary).encode())
+    errors = summary.rows - summary.ok
+    return {"out": out or f"{masks.rstrip('/')}/report", "rows": summary.rows, "ok": summary.ok, "errors": errors}
+
+
+def _read(uri: str, images_root: str | None) -> bytes | None:
+    where = None if PARQUET_SOURCE.match(uri) else locate(uri, images_root)
+    try:
+        return where[0].cat_file(where[1]) if where else None
+    except OSError:  # listed but unreadable (permissions, a flaky store): shown as missing
+        return None
