@@ -26,6 +26,8 @@ from .sink import MaskTableSink, RunInfo
 from .sources import read_inputs
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 
+DECODE_MEMORY_BYTES = 256 * 1024**2
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -137,9 +139,9 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
             fn_kwargs={"resize": resize or None, "max_pixels": config.max_pixels},
             batch_size=config.decode_batch_size,
             batch_format="numpy",
-            # a remote-args function keeps Ray from fusing decoding into the inference
-            # actors: decoding stays in CPU tasks that run beside inference
-            ray_remote_args_fn=decode_resources,
+            # a memory request of its own (a decoded image needs it) also keeps Ray from
+            # fusing decoding into the inference actors: it stays in CPU tasks beside them
+            memory=DECODE_MEMORY_BYTES,
         )
         .map_batches(
             Segmenter,
@@ -188,10 +190,6 @@ def stage_seconds(ds: ray.data.Dataset) -> dict[str, float]:
     except Exception:  # a developer API: never let statistics fail a finished run
         return {}
     return {op.operator_name: round(op.wall_time.sum, 3) for op in operators if op.wall_time}
-
-
-def decode_resources() -> dict:
-    return {"num_cpus": 1}
 
 
 def drop_committed(batch: pa.Table, committed: pa.Array) -> pa.Table:

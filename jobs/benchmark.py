@@ -1,0 +1,86 @@
+"""Benchmark: ``python -m jobs.benchmark`` prints (a) model alone, (b) plain loop, (c) pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+from pipeline.benchmark import BenchConfig, benchmark, memory_scaling, model_zoo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.benchmark", description=__doc__)
+    parser.add_argument("--model", default="fcn8s_mobilenet_v3", help="registered model name")
+    parser.add_argument("--weights", default=None, help="weights name or URI; default the bundled scenes weights")
+    parser.add_argument("--size", type=int, default=512, help="height and width of the generated JPEG files")
+    parser.add_argument("--images", type=int, default=200, help="number of JPEG files")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass, in all three")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for the model")
+    parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
+    parser.add_argument("--memory-scale", type=int, default=0, help="also compare peak memory at N and this x N images")
+    parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
+    parser.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
+    )
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def default_weights(model: str) -> str:
+    import models
+
+    bundled = f"{model}_scenes"
+    return bundled if bundled in models.list_weights() else "random"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.zoo:
+        rows = model_zoo(args.size, args.threads, batch_size=1)
+        print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")
+        for row in rows:
+            print(f"{row['model']:<22}{row['parameters']:>14,}{row['images_per_second']:>10.2f}")
+        result = {"zoo": rows}
+    else:
+        bench = BenchConfig(
+            model=args.model,
+            weights=args.weights or default_weights(args.model),
+            size=args.size,
+            images=args.images,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            num_cpus=args.num_cpus,
+            reps=args.reps,
+            workdir=args.workdir,
+        )
+        result = benchmark(bench)
+        if args.memory_scale:
+            result["memory_scaling"] = memory_scaling(bench, args.memory_scale)
+        print_summary(result)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def print_summary(result: dict) -> None:
+    mib = 1 << 20
+    print(f"(a) model alone   {result['model_alone_images_per_second']:8.2f} images/s")
+    print(f"(b) plain loop    {result['plain_loop_images_per_second']:8.2f} images/s")
+    print(f"(c) pipeline      {result['pipeline_images_per_second']:8.2f} images/s")
+    print(f"c/a = {result['c_over_a']:.3f}   c/b = {result['c_over_b']:.3f}")
+    print(f"peak memory: driver {result['pipeline_peak_driver_bytes'] / mib:.0f} MiB, ", end="")
+    print(f"Ray workers (sum) {result['pipeline_peak_workers_bytes'] / mib:.0f} MiB")
+    print("task time by stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result["pipeline_stage_seconds"].items()))
+    if "memory_scaling" in result:
+        scaling = result["memory_scaling"]
+        print(f"peak memory at {scaling['images'][0]} vs {scaling['images'][1]} images: ", end="")
+        print(f"workers x{scaling['workers_ratio']:.2f}, driver x{scaling['driver_ratio']:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
