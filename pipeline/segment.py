@@ -62,21 +62,49 @@ class Segmenter:
         masks = np.empty(rows, dtype=object)
         pixels = np.zeros((rows, self.num_classes), np.int64)
         confidence = np.zeros((rows, self.num_classes), np.float64)
+        errors = np.array([e if failed(e) else None for e in batch["error"]], dtype=object)
         groups = defaultdict(list)  # same fed size and same source size: no padding ever changes a result
         for i in range(rows):
             masks[i] = np.zeros((1, 1), np.uint8)
-            if not failed(batch["error"][i]):
+            if errors[i] is None:
                 key = (batch["image"][i].shape, int(batch["height"][i]), int(batch["width"][i]))
                 groups[key].append(i)
         with torch.inference_mode():
             for (_, height, width), index in groups.items():
-                mask, counts, conf = self.segment(np.stack([batch["image"][i] for i in index]), height, width)
-                for j, i in enumerate(index):
-                    masks[i] = mask[j]
-                pixels[index], confidence[index] = counts, conf
-        out = {k: batch[k] for k in ("image_id", "source", "height", "width", "error")}
+                for part, result in self.segment_fitting(batch["image"], index, height, width):
+                    if result is None:
+                        errors[part[0]] = f"out of GPU memory even alone ({height}x{width}): lower --resize"
+                        continue
+                    mask, counts, conf = result
+                    for j, i in enumerate(part):
+                        masks[i] = mask[j]
+                    pixels[part], confidence[part] = counts, conf
+        out = {k: batch[k] for k in ("image_id", "source", "height", "width")}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
-        return {**out, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}
+        return {
+            **out,
+            "error": errors,
+            "mask": masks,
+            "class_pixels": pixels,
+            "confidence_sum": confidence,
+            "node": node,
+        }
+
+    def segment_fitting(self, images: np.ndarray, index: list[int], height: int, width: int):
+        """Yield ``(rows, result)``; on CUDA out-of-memory the rows are retried in halves.
+
+        Only an image that does not fit even alone gets ``result = None`` (an error row).
+        """
+        try:
+            yield index, self.segment(np.stack([images[i] for i in index]), height, width)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if len(index) == 1:
+                yield index, None
+                return
+            half = len(index) // 2
+            yield from self.segment_fitting(images, index[:half], height, width)
+            yield from self.segment_fitting(images, index[half:], height, width)
 
     def segment(self, images: np.ndarray, height: int, width: int):
         """``[N, h, w, 3]`` uint8 -> masks ``[N, height, width]``, pixel counts and confidence sums ``[N, C]``."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -127,7 +127,9 @@ class MaskTableSink(Datasink[dict]):
             return {"files": [], "rows": 0, "ok": 0, "errors": 0, "nodes": {}}
         batch = BlockAccessor.for_block(pa.concat_tables(parts)).to_batch_format("numpy")
         masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
-        name = f"part-{self.run.run_id}-{ctx.task_idx:05d}-{uuid.uuid4().hex[:8]}.parquet"
+        # named by content: a retried write task rewrites the same file instead of adding a twin
+        digest = hashlib.sha256("\n".join(sorted(batch["image_id"].tolist())).encode()).hexdigest()[:16]
+        name = f"part-{self.run.run_id}-{digest}.parquet"
         for table, folder in ((stats, "class_stats"), (masks, "masks")):
             self.fs.create_dir(f"{self.root}/{folder}", recursive=True)
             self.fs.create_dir(f"{self.root}/_staging/{self.run.run_id}", recursive=True)

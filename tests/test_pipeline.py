@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+import torch
 from imagefiles import CLASSES, bad_images, good_images, rgb, varied_checkpoint, write_tree
 from outputs import check_contract, read_tables
 from PIL import Image
@@ -156,3 +157,29 @@ def test_images_of_other_sizes_in_a_batch_do_not_change_a_mask(weights):
     assert np.array_equal(alone["mask"][1], mixed["mask"][3])
     assert np.array_equal(alone["class_pixels"], mixed["class_pixels"][[1, 3]])
     assert mixed["mask"][2].shape == (30, 90)
+
+
+def test_out_of_memory_batches_are_split_before_any_image_fails(weights):
+    segmenter = Segmenter(RunConfig(input="in", output="out", weights=weights, classes=list(CLASSES)), storage={})
+    model, calls = segmenter.model, []
+
+    def tight_memory(x):
+        calls.append(len(x))
+        if len(x) > 1 or x.shape[-1] > 60:  # only single images up to 60 px wide fit
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return model(x)
+
+    segmenter.model = tight_memory
+    sizes = [(40, 50)] * 4 + [(40, 70)]
+    batch = {
+        "image_id": np.array([str(i) for i in range(5)], dtype=object),
+        "source": np.array([str(i) for i in range(5)], dtype=object),
+        "height": np.array([h for h, _ in sizes], np.int32),
+        "width": np.array([w for _, w in sizes], np.int32),
+        "image": np.array([rgb(h, w, i) for i, (h, w) in enumerate(sizes)] + [None], dtype=object)[:5],
+        "error": np.array([None] * 5, dtype=object),
+    }
+    out = segmenter(batch)
+    assert calls == [4, 2, 1, 1, 2, 1, 1, 1]  # halves until every 40x50 image fits, then the wide one alone
+    assert all(out["error"][i] is None and out["mask"][i].shape == (40, 50) for i in range(4))
+    assert "out of GPU memory even alone (40x70)" in out["error"][4]
