@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import models
 
+from .rasters import RasterOptions
+
 PIL_DEFAULT_MAX_PIXELS = 89_478_485
 
 
@@ -60,6 +62,15 @@ class RunConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="CUDA autocast dtype; auto: bf16 where supported, else fp16; CPU always fp32"
     )
+    tile_size: int = Field(1024, ge=64, description="images with a side above this many pixels are segmented in tiles")
+    tile_overlap: int = Field(128, ge=0, description="pixels shared by neighbouring tiles; cover the receptive field")
+    bands: list[int] | None = Field(None, description="1-based bands of a multi-band TIFF used as R,G,B, e.g. 3,2,1")
+    value_range: list[float] | None = Field(
+        None, description="low,high values mapped to 0..255 for 16-bit/float rasters; default a percentile stretch"
+    )
+    stretch: list[float] = Field([2.0, 98.0], description="low,high percentiles of the default stretch")
+    nodata: float | None = Field(None, description="raster value marking no-data (default the file's GDAL_NODATA)")
+    dicom_window: list[float] | None = Field(None, description="DICOM window centre,width; default the file's own")
     rows_per_file: int = Field(1000, gt=0, description="target rows per Parquet file")
     max_pixels: int = Field(PIL_DEFAULT_MAX_PIXELS, gt=0, description="images above this many pixels become error rows")
     mode: Literal["resume", "overwrite", "error"] = Field(
@@ -86,6 +97,20 @@ class RunConfig(BaseModel):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
+    @field_validator("bands", "value_range", "stretch", "dicom_window", mode="before")
+    @classmethod
+    def _split_numbers(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("value_range", "stretch", "dicom_window")
+    @classmethod
+    def _pair(cls, value):
+        if value is not None and len(value) != 2:
+            raise ValueError(f"expected two numbers, got {len(value)}")
+        return value
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -98,6 +123,8 @@ class RunConfig(BaseModel):
             raise ValueError("weights: choose a weights name, a checkpoint URI, or 'random' for untrained weights")
         if self.actors_max is not None and self.actors_max < self.actors_min:
             raise ValueError(f"actors_max ({self.actors_max}) is below actors_min ({self.actors_min})")
+        if self.tile_overlap * 2 >= self.tile_size:
+            raise ValueError(f"tile_overlap ({self.tile_overlap}) must be under half of tile_size ({self.tile_size})")
         if self.input.rstrip("/") == self.output.rstrip("/"):
             raise ValueError("output must differ from input")
         return self
@@ -105,6 +132,15 @@ class RunConfig(BaseModel):
     @property
     def random_weights(self) -> bool:
         return self.weights == "random"
+
+    def raster_options(self) -> RasterOptions:
+        return RasterOptions(
+            bands=tuple(self.bands) if self.bands else None,
+            value_range=tuple(self.value_range) if self.value_range else None,
+            stretch=tuple(self.stretch),
+            nodata=self.nodata,
+            dicom_window=tuple(self.dicom_window) if self.dicom_window else None,
+        )
 
 
 def load_config(overrides: dict, config_file: str | None = None) -> RunConfig:

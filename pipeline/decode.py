@@ -1,4 +1,9 @@
-"""Decode and preprocess on CPU tasks: bytes -> RGB uint8 at the size the model is fed."""
+"""Decode and preprocess on CPU tasks: bytes -> RGB uint8 frames at the size the model is fed.
+
+Photos go through Pillow (EXIF orientation, every common mode); TIFF/GeoTIFF through
+tifffile and DICOM through pydicom (``rasters``). A DICOM file with several frames
+becomes one row per frame.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from .rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
+
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # image of an error row; never segmented
+ALL_VALID = np.ones((1, 1), bool)  # "no no-data pixels"
+NO_TRANSFORM = np.full(6, np.nan)
 
 
 def failed(error) -> bool:
@@ -16,45 +25,73 @@ def failed(error) -> bool:
     return isinstance(error, str)
 
 
-def decode_batch(batch: dict[str, np.ndarray], *, resize: int | None, max_pixels: int) -> dict[str, np.ndarray]:
+def decode_batch(
+    batch: dict[str, np.ndarray],
+    *,
+    resize: int | None,
+    max_pixels: int,
+    options: RasterOptions = RasterOptions(),  # noqa: B008 (frozen, never mutated)
+) -> dict[str, np.ndarray]:
     """Decode every row; a row that cannot be decoded keeps its place with an ``error``.
 
     Args:
         batch: ``image_id, source, bytes, error`` columns.
         resize: shorter side fed to the model, or ``None`` for the native size.
         max_pixels: larger images become error rows (Pillow's bomb guard stays on below it).
+        options: band selection, scaling and no-data of scientific rasters.
     """
-    images, heights, widths, errors = [], [], [], []
-    for blob, error in zip(batch["bytes"], batch["error"], strict=True):
-        image, height, width = PLACEHOLDER, 0, 0
+    rows: dict[str, list] = {k: [] for k in ("image_id", "source", "frame", "height", "width", "image", "valid")}
+    rows.update({"crs": [], "geotransform": [], "error": []})
+    for image_id, source, blob, error in zip(
+        batch["image_id"], batch["source"], batch["bytes"], batch["error"], strict=True
+    ):
+        frames: list[Raster] = []
         error = error if failed(error) else None
         if error is None:
             try:
-                rgb = decode_image(blob, max_pixels)
-                height, width = rgb.shape[:2]
-                image = resize_shorter(rgb, resize) if resize else rgb
+                frames = decode_frames(blob, max_pixels, options)
             except Exception as exc:  # any decoder failure is this image's error row
                 error = describe_decode_error(exc)
-        images.append(image)
-        heights.append(height)
-        widths.append(width)
-        errors.append(error)
-    out = np.empty(len(images), dtype=object)
-    out[:] = images
-    return {
-        "image_id": batch["image_id"],
-        "source": batch["source"],
-        "height": np.asarray(heights, np.int32),
-        "width": np.asarray(widths, np.int32),
-        "image": out,
-        "error": np.asarray(errors, dtype=object),
-    }
+        for raster in frames or [Raster(PLACEHOLDER)]:
+            multi = raster.frame is not None
+            height, width = raster.rgb.shape[:2] if error is None else (0, 0)
+            rows["image_id"].append(f"{image_id}#{raster.frame}" if multi else image_id)
+            rows["source"].append(source)
+            rows["frame"].append(raster.frame if multi else -1)
+            rows["height"].append(height)
+            rows["width"].append(width)
+            rows["image"].append(resize_shorter(raster.rgb, resize) if resize and error is None else raster.rgb)
+            rows["valid"].append(ALL_VALID if raster.valid is None else raster.valid)
+            rows["crs"].append(raster.crs)
+            rows["geotransform"].append(
+                NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform)
+            )
+            rows["error"].append(error)
+    out = {k: _objects(v) for k, v in rows.items()}
+    for key, dtype in (("frame", np.int32), ("height", np.int32), ("width", np.int32)):
+        out[key] = np.asarray(rows[key], dtype)
+    out["geotransform"] = np.stack(rows["geotransform"]) if rows["geotransform"] else np.zeros((0, 6))
+    return out
 
 
-def decode_image(blob: bytes, max_pixels: int) -> np.ndarray:
-    """Bytes -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied."""
+def _objects(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def decode_frames(blob: bytes, max_pixels: int, options: RasterOptions) -> list[Raster]:
     if not blob:
         raise ValueError("the file is empty (0 bytes)")
+    if is_tiff(blob):
+        return decode_tiff(blob, options, max_pixels)
+    if is_dicom(blob):
+        return decode_dicom(blob, options, max_pixels)
+    return [decode_photo(blob, max_pixels, options)]
+
+
+def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions) -> Raster:
+    """Pillow: EXIF orientation applied, every common mode to RGB, 16-bit scaled like rasters."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -63,19 +100,12 @@ def decode_image(blob: bytes, max_pixels: int) -> np.ndarray:
             raise ValueError(f"image is {image.width}x{image.height}, above --max-pixels {max_pixels}")
         image = ImageOps.exif_transpose(image)
         image.load()
-    return to_rgb(image)
-
-
-def to_rgb(image: Image.Image) -> np.ndarray:
-    """Any common mode (1, L, LA, P, RGBA, CMYK, I;16, I, F) -> RGB uint8."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        values = np.asarray(image)
+        return Raster(to_rgb(values[:, :, None], None, options, "image"))
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    return np.asarray(image.convert("RGB"))
+    return Raster(np.asarray(image.convert("RGB")))
 
 
 def resize_shorter(rgb: np.ndarray, shorter: int) -> np.ndarray:

@@ -41,4 +41,7 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "class_pixels": pixels,
         "class_confidence": confidence,
         "node": batch["node"],
+        "frame": batch["frame"],
+        "crs": batch["crs"],
+        "geotransform": batch["geotransform"],
     }

@@ -136,7 +136,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     segmented = (
         ds.map_batches(
             decode_batch,
-            fn_kwargs={"resize": resize or None, "max_pixels": config.max_pixels},
+            fn_kwargs={"resize": resize or None, "max_pixels": config.max_pixels, "options": config.raster_options()},
             batch_size=config.decode_batch_size,
             batch_format="numpy",
             # a memory request of its own (a decoded image needs it) also keeps Ray from

@@ -1,4 +1,4 @@
-"""The inference stage: one FCN replica per actor, batches grouped by image size."""
+"""The inference stage: one FCN replica per actor, batches grouped by image size, huge images tiled."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from collections import defaultdict
 import numpy as np
 import ray
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 import models
 
 from .config import RunConfig
 from .decode import failed
+from .tiles import needs_tiles, segment_tiled
 
 
 def pick_device(requested: str) -> torch.device:
@@ -56,6 +58,7 @@ class Segmenter:
         self.memory_format = memory_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+        self.tile, self.overlap, self.batch_size = config.tile_size, config.tile_overlap, config.batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(batch["image_id"])
@@ -63,63 +66,94 @@ class Segmenter:
         pixels = np.zeros((rows, self.num_classes), np.int64)
         confidence = np.zeros((rows, self.num_classes), np.float64)
         errors = np.array([e if failed(e) else None for e in batch["error"]], dtype=object)
-        groups = defaultdict(list)  # same fed size and same source size: no padding ever changes a result
+        groups, tiled = defaultdict(list), []  # same fed and source size: no padding ever changes a result
         for i in range(rows):
             masks[i] = np.zeros((1, 1), np.uint8)
             if errors[i] is None:
-                key = (batch["image"][i].shape, int(batch["height"][i]), int(batch["width"][i]))
-                groups[key].append(i)
+                image = batch["image"][i]
+                key = (image.shape, int(batch["height"][i]), int(batch["width"][i]))
+                (tiled.append(i) if needs_tiles(image.shape, self.tile) else groups[key].append(i))
         with torch.inference_mode():
             for (_, height, width), index in groups.items():
-                for part, result in self.segment_fitting(batch["image"], index, height, width):
+                valid = [self.valid(batch, i) for i in index]
+                for part, result in self.segment_fitting(batch["image"], index, height, width, valid):
                     if result is None:
-                        errors[part[0]] = f"out of GPU memory even alone ({height}x{width}): lower --resize"
+                        errors[part[0]] = f"out of GPU memory even alone ({height}x{width}): lower --tile-size"
                         continue
-                    mask, counts, conf = result
                     for j, i in enumerate(part):
-                        masks[i] = mask[j]
-                    pixels[part], confidence[part] = counts, conf
-        out = {k: batch[k] for k in ("image_id", "source", "height", "width")}
+                        masks[i] = result[0][j]
+                    pixels[part], confidence[part] = result[1], result[2]
+            for i in tiled:
+                masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
+        keep = ("image_id", "source", "frame", "height", "width", "crs", "geotransform")
+        out = {k: batch[k] for k in keep}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
-        return {
-            **out,
-            "error": errors,
-            "mask": masks,
-            "class_pixels": pixels,
-            "confidence_sum": confidence,
-            "node": node,
-        }
+        extra = {"error": errors, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}
+        return {**out, **extra}
 
-    def segment_fitting(self, images: np.ndarray, index: list[int], height: int, width: int):
+    @staticmethod
+    def valid(batch: dict[str, np.ndarray], i: int) -> np.ndarray | None:
+        valid = batch["valid"][i]  # a 1x1 True placeholder when every pixel is valid
+        return None if valid.all() else valid
+
+    def segment_fitting(self, images: np.ndarray, index: list[int], height: int, width: int, valid: list):
         """Yield ``(rows, result)``; on CUDA out-of-memory the rows are retried in halves.
 
         Only an image that does not fit even alone gets ``result = None`` (an error row).
         """
         try:
-            yield index, self.segment(np.stack([images[i] for i in index]), height, width)
+            stack = np.stack([images[i] for i in index])
+            yield index, self.segment(stack, height, width, valid[: len(index)])
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if len(index) == 1:
                 yield index, None
                 return
             half = len(index) // 2
-            yield from self.segment_fitting(images, index[:half], height, width)
-            yield from self.segment_fitting(images, index[half:], height, width)
+            yield from self.segment_fitting(images, index[:half], height, width, valid[:half])
+            yield from self.segment_fitting(images, index[half:], height, width, valid[half:])
 
-    def segment(self, images: np.ndarray, height: int, width: int):
-        """``[N, h, w, 3]`` uint8 -> masks ``[N, height, width]``, pixel counts and confidence sums ``[N, C]``."""
+    def forward(self, images: np.ndarray, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N, h, w, 3]`` uint8 -> ``(class [N, H, W], probability of it)``, at ``size`` if given."""
         x = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         x = ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
         amp = torch.autocast("cuda", dtype=self.amp) if self.amp else contextlib.nullcontext()
         with amp:
             logits = self.model(x)
         logits = logits.float()
-        if logits.shape[-2:] != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        prob, mask = logits.softmax(dim=1).max(dim=1)
+        if size and logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        prob, classes = logits.softmax(dim=1).max(dim=1)
+        return classes, prob
+
+    def segment(self, images: np.ndarray, height: int, width: int, valid: list):
+        """Masks ``[N, height, width]`` (255 where not valid), pixel counts and confidence sums ``[N, C]``."""
+        mask, prob = self.forward(images, (height, width))
         n, c = len(images), self.num_classes
-        flat = (mask + torch.arange(n, device=mask.device).view(n, 1, 1) * c).flatten()
-        counts = torch.bincount(flat, minlength=n * c).view(n, c)
-        conf = torch.bincount(flat, weights=prob.flatten().double(), minlength=n * c).view(n, c)
-        mask_dtype = torch.uint8 if c <= 256 else torch.int32
-        return mask.to(mask_dtype).cpu().numpy(), counts.cpu().numpy(), conf.cpu().numpy()
+        flat = mask + torch.arange(n, device=mask.device).view(n, 1, 1) * c
+        keep = torch.ones_like(mask, dtype=torch.bool)
+        for j, v in enumerate(valid):
+            if v is not None:
+                keep[j] = torch.from_numpy(v).to(mask.device)
+        counts = torch.bincount(flat[keep], minlength=n * c).view(n, c)
+        conf = torch.bincount(flat[keep], weights=prob[keep].double(), minlength=n * c).view(n, c)
+        mask = mask.masked_fill(~keep, 255).to(torch.uint8 if c < 256 else torch.int32)
+        return mask.cpu().numpy(), counts.cpu().numpy(), conf.cpu().numpy()
+
+    def segment_huge(self, batch: dict[str, np.ndarray], i: int):
+        """One image larger than a tile: overlap-tile segmentation, then back to the source size."""
+        image, height, width = batch["image"][i], int(batch["height"][i]), int(batch["width"][i])
+        valid = self.valid(batch, i)
+        same_size = image.shape[:2] == (height, width)
+        mask, counts, conf = segment_tiled(
+            self.forward, image, valid if same_size else None, self.num_classes,
+            tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
+        )  # fmt: skip
+        if same_size:
+            return mask, counts, conf
+        mean = np.divide(conf, counts, out=np.zeros_like(conf), where=counts > 0)
+        mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+        if valid is not None:
+            mask = np.where(valid, mask, 255).astype(np.uint8)
+        counts = np.bincount(mask[mask != 255].ravel(), minlength=self.num_classes)[: self.num_classes]
+        return mask, counts, mean * counts

@@ -55,7 +55,7 @@ def ray_local(s3_endpoint):
     if not ray.is_initialized():
         # 3 logical CPUs on a 2-core machine: the inference actor takes one, reading and
         # decoding keep the others, so the read tasks never starve.
-        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield ray
 
 

@@ -178,6 +178,10 @@ def test_out_of_memory_batches_are_split_before_any_image_fails(weights):
         "width": np.array([w for _, w in sizes], np.int32),
         "image": np.array([rgb(h, w, i) for i, (h, w) in enumerate(sizes)] + [None], dtype=object)[:5],
         "error": np.array([None] * 5, dtype=object),
+        "valid": np.array([np.ones((1, 1), bool)] * 5 + [None], dtype=object)[:5],
+        "frame": np.full(5, -1, np.int32),
+        "crs": np.array([None] * 5, dtype=object),
+        "geotransform": np.full((5, 6), np.nan),
     }
     out = segmenter(batch)
     assert calls == [4, 2, 1, 1, 2, 1, 1, 1]  # halves until every 40x50 image fits, then the wide one alone
