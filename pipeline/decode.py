@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -83,10 +84,10 @@ def _objects(values: list) -> np.ndarray:
 def decode_frames(blob: bytes, max_pixels: int, options: RasterOptions) -> list[Raster]:
     if not blob:
         raise ValueError("the file is empty (0 bytes)")
+    if is_dicom(blob):  # first: a DICOM preamble may itself look like a TIFF header
+        return decode_dicom(blob, options, max_pixels)
     if is_tiff(blob):
         return decode_tiff(blob, options, max_pixels)
-    if is_dicom(blob):
-        return decode_dicom(blob, options, max_pixels)
     return [decode_photo(blob, max_pixels, options)]
 
 
@@ -102,7 +103,7 @@ def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions) -> Raster
         image.load()
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image)
-        return Raster(to_rgb(values[:, :, None], None, options, "image"))
+        return Raster(to_rgb(values[:, :, None], None, replace(options, bands=None), "image"))  # --bands: TIFF only
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return Raster(np.asarray(image.convert("RGB")))

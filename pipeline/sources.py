@@ -11,7 +11,7 @@ import ray.data
 from .config import RunConfig
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
-IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp"]
+IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]
 MANIFEST_SUFFIXES = (".txt", ".csv", ".lst")
 URI_COLUMNS = ("uri", "path", "source", "url")
 
