@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 
-from pipeline.benchmark import BenchConfig, benchmark, memory_scaling, model_zoo
+from pipeline.benchmark import BenchConfig, benchmark, huge_image, memory_scaling, model_zoo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,6 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument("--memory-scale", type=int, default=0, help="also compare peak memory at N and this x N images")
+    parser.add_argument("--huge", type=int, default=0, help="only: one image of this side through the job, in tiles")
+    parser.add_argument("--tile-size", type=int, default=1024, help="tile side for --huge")
+    parser.add_argument("--tile-overlap", type=int, default=128, help="tile overlap for --huge")
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -39,7 +42,17 @@ def default_weights(model: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.zoo:
+    if args.huge:
+        bench = BenchConfig(
+            model=args.model, weights=args.weights or default_weights(args.model), size=args.huge, images=1,
+            batch_size=args.batch_size, threads=args.threads, num_cpus=args.num_cpus, reps=1, workdir=args.workdir,
+        )  # fmt: skip
+        result = huge_image(bench, args.huge, args.tile_size, args.tile_overlap)
+        mib = 1 << 20
+        print(f"{args.huge}x{args.huge} in {args.tile_size}-px tiles: {result['seconds']:.1f} s, ", end="")
+        driver, workers = result["peak_driver_bytes"] / mib, result["peak_workers_bytes"] / mib
+        print(f"peak driver {driver:.0f} MiB, Ray workers {workers:.0f} MiB")
+    elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")
         for row in rows:

@@ -233,3 +233,29 @@ def model_zoo(size: int, threads: int, batch_size: int, reps: int = 3) -> list[d
         params = sum(p.numel() for p in model.parameters())
         rows.append({"model": name, "parameters": params, "images_per_second": batch_size / statistics.median(times)})
     return rows
+
+
+def huge_image(bench: BenchConfig, side: int, tile: int, overlap: int) -> dict:
+    """Time and peak memory of one ``side`` x ``side`` RGB JPEG through the whole job, in tiles."""
+    folder = Path(bench.workdir) / f"huge-{side}"
+    path = folder / "huge.jpg"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        block = make_scene(0, 2000, 2000)[0]
+        reps = -(-side // 2000)
+        Image.fromarray(np.tile(block, (reps, reps, 1))[:side, :side]).save(path, quality=90)
+    config = RunConfig(
+        input=str(folder), output=str(Path(bench.workdir) / "huge-out"), model=bench.model, weights=bench.weights,
+        batch_size=bench.batch_size, threads=bench.threads, num_cpus=bench.num_cpus, mode="overwrite",
+        resize=0, tile_size=tile, tile_overlap=overlap, max_pixels=side * side + 1,
+    )  # fmt: skip
+    plan = preflight(config)
+    init_ray(config)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        record = run(config, plan)
+        seconds = time.perf_counter() - started
+    return {
+        "side": side, "tile": tile, "overlap": overlap, "seconds": seconds, "status_ok": record["counts"]["ok"],
+        "peak_driver_bytes": memory.driver, "peak_workers_bytes": memory.workers,
+    }  # fmt: skip
