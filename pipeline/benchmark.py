@@ -145,25 +145,28 @@ class PeakMemory:
             time.sleep(self.interval)
 
 
-def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
-    """(c) the pipeline end to end through ``jobs.segment``'s code path."""
-    config = RunConfig(
-        input=str(folder),
-        output=str(out),
-        model=bench.model,
-        weights=bench.weights,
-        batch_size=bench.batch_size,
-        threads=bench.threads,
-        num_cpus=bench.num_cpus,
-        mode="overwrite",
-        resize=0,
-    )
+def bench_config(bench: BenchConfig, folder: Path, out: Path, **extra) -> RunConfig:
+    """The job's own configuration for a benchmark run (native size, overwrite)."""
+    return RunConfig(
+        input=str(folder), output=str(out), model=bench.model, weights=bench.weights, batch_size=bench.batch_size,
+        threads=bench.threads, num_cpus=bench.num_cpus, mode="overwrite", resize=0, **extra,
+    )  # fmt: skip
+
+
+def timed_run(config: RunConfig) -> tuple[dict, float, PeakMemory]:
+    """Run the job (preflight and Ray start excluded from the time) while sampling memory."""
     plan = preflight(config)
     init_ray(config)
     with PeakMemory() as memory:
         started = time.perf_counter()
         record = run(config, plan)
         seconds = time.perf_counter() - started
+    return record, seconds, memory
+
+
+def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
+    """(c) the pipeline end to end through ``jobs.segment``'s code path."""
+    record, seconds, memory = timed_run(bench_config(bench, folder, out))
     return {
         "images_per_second": record["counts"]["rows"] / seconds,
         "peak_driver_bytes": memory.driver,
@@ -244,17 +247,8 @@ def huge_image(bench: BenchConfig, side: int, tile: int, overlap: int) -> dict:
         block = make_scene(0, 2000, 2000)[0]
         reps = -(-side // 2000)
         Image.fromarray(np.tile(block, (reps, reps, 1))[:side, :side]).save(path, quality=90)
-    config = RunConfig(
-        input=str(folder), output=str(Path(bench.workdir) / "huge-out"), model=bench.model, weights=bench.weights,
-        batch_size=bench.batch_size, threads=bench.threads, num_cpus=bench.num_cpus, mode="overwrite",
-        resize=0, tile_size=tile, tile_overlap=overlap, max_pixels=side * side + 1,
-    )  # fmt: skip
-    plan = preflight(config)
-    init_ray(config)
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        record = run(config, plan)
-        seconds = time.perf_counter() - started
+    limits = {"tile_size": tile, "tile_overlap": overlap, "max_pixels": side * side + 1}
+    record, seconds, memory = timed_run(bench_config(bench, folder, Path(bench.workdir) / "huge-out", **limits))
     return {
         "side": side, "tile": tile, "overlap": overlap, "seconds": seconds, "status_ok": record["counts"]["ok"],
         "peak_driver_bytes": memory.driver, "peak_workers_bytes": memory.workers,
