@@ -101,12 +101,17 @@ def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions) -> Raster
             raise ValueError(f"image is {image.width}x{image.height}, above --max-pixels {max_pixels}")
         image = ImageOps.exif_transpose(image)
         image.load()
+    return Raster(pil_to_rgb(image, options))
+
+
+def pil_to_rgb(image: Image.Image, options: RasterOptions = RasterOptions()) -> np.ndarray:  # noqa: B008
+    """Any Pillow mode (1, L, LA, P, RGBA, CMYK, I;16, I, F) -> ``[H, W, 3]`` uint8."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image)
-        return Raster(to_rgb(values[:, :, None], None, replace(options, bands=None), "image"))  # --bands: TIFF only
+        return to_rgb(values[:, :, None], None, replace(options, bands=None), "image")  # --bands: TIFF only
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    return Raster(np.asarray(image.convert("RGB")))
+    return np.asarray(image.convert("RGB"))
 
 
 def resize_shorter(rgb: np.ndarray, shorter: int) -> np.ndarray:

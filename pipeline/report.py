@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
-from .decode import to_rgb
+from .decode import pil_to_rgb
 from .postprocess import decode_png
 
 NO_DATA = 255
@@ -161,7 +161,9 @@ def thumbnail(blob: bytes, size: tuple[int, int]) -> np.ndarray:
     """Decode an image (EXIF orientation applied) straight to ``size`` = (width, height), RGB uint8."""
     image = Image.open(io.BytesIO(blob))
     image.draft("RGB", (max(size), max(size)))  # JPEG decodes at a reduced scale: big scenes stay cheap
-    return np.asarray(Image.fromarray(to_rgb(ImageOps.exif_transpose(image))).resize(size, Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(pil_to_rgb(ImageOps.exif_transpose(image))).resize(size, Image.Resampling.BILINEAR)
+    )
 
 
 def palette(size: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import ray.data
 from imagefiles import CLASSES, rgb, varied_checkpoint
 from outputs import check_contract, read_tables
 from PIL import Image
@@ -44,6 +45,8 @@ def test_gpu_actor_pool_spreads_over_two_worker_nodes(tmp_path):
     workers = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]  # declared GPUs; torch runs on CPU
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    waited, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 300  # both actors up before work
     try:
         weights = varied_checkpoint(tmp_path / "w.pth")
         argv = ["--input", str(images(tmp_path / "in", 16)), "--output", str(tmp_path / "out"), "--weights", weights]
@@ -55,6 +58,7 @@ def test_gpu_actor_pool_spreads_over_two_worker_nodes(tmp_path):
         by_node = json.loads((tmp_path / "out" / "_manifest.json").read_text())["runs"][-1]["rows_by_inference_node"]
         assert set(by_node) == {w.node_id for w in workers} and sum(by_node.values()) == 16
     finally:
+        context.wait_for_min_actors_s = waited
         ray.shutdown()
         cluster.shutdown()
 
@@ -92,7 +96,11 @@ def test_ray_job_submit_runs_the_job_on_a_running_cluster(tmp_path):
         job += [str(tmp_path / "out"), "--weights", weights, "--classes", ",".join(CLASSES)]
         submit = [bin_dir / "ray", "job", "submit", "--address", dashboard, "--working-dir", str(REPO)]
         submit += ["--runtime-env", str(REPO / "deploy" / "runtime_env.yaml"), "--", *job]
-        done = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        for _ in range(30):  # the dashboard answers before its job agent is ready
+            done = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+            if "No available agent" not in done.stderr + done.stdout:
+                break
+            time.sleep(3)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "5 images (5 ok, 0 errors" in done.stdout
         masks, stats = read_tables(str(tmp_path / "out"))
