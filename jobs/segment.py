@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     print(f"run {plan.run_id}: {config.model} ({plan.weights.name}) on {config.input} -> {config.output}", flush=True)
-    record = run(config, plan)
+    try:
+        record = run(config, plan)
+    except KeyboardInterrupt:
+        print("interrupted: committed images are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
     counts = record["counts"]
     print(
         f"done: {counts['rows']} images ({counts['ok']} ok, {counts['errors']} errors, "

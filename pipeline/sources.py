@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import ray.data
 
 from .config import RunConfig
@@ -43,7 +45,7 @@ def read_inputs(config: RunConfig) -> ray.data.Dataset:
     fs, path = arrow_fs(config.input, config)
     scheme = "s3://" if is_s3(config.input) else ""
     if kind == "files":
-        ds = ray.data.read_binary_files(path, include_paths=True, filesystem=fs, file_extensions=IMAGE_EXTENSIONS)
+        ds = ray.data.read_binary_files(list_images(fs, path), include_paths=True, filesystem=fs)
         ds = ds.map_batches(from_files, fn_kwargs={"scheme": scheme}, batch_format="pyarrow")
     elif kind == "parquet":
         columns = [config.image_column] + ([config.id_column] if config.id_column else [])
@@ -54,6 +56,23 @@ def read_inputs(config: RunConfig) -> ray.data.Dataset:
         ds = read_manifest(path, fs, config)
         ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config}, batch_format="pyarrow")
     return ds.limit(config.limit) if config.limit else ds
+
+
+def list_images(fs: pafs.FileSystem, path: str) -> list[str]:
+    """Image files below ``path`` (recursive), hidden files left out.
+
+    Listed here rather than by ``read_binary_files(file_extensions=...)``, which drops names
+    holding ``?`` (read as a URL query) and top-level names starting with ``_`` (``_DSC0001.JPG``).
+    """
+    if fs.get_file_info(path).is_file:
+        return [path]
+    extensions = {f".{e}" for e in IMAGE_EXTENSIONS}
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return sorted(
+        i.path
+        for i in infos
+        if i.is_file and not i.base_name.startswith(".") and os.path.splitext(i.base_name)[1].lower() in extensions
+    )
 
 
 def from_files(batch: pa.Table, scheme: str) -> pa.Table:

@@ -25,7 +25,7 @@ def with_s3_defaults(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"s3_endpoint_url": endpoint, "s3_region": region})
 
 
-def s3_options(config: RunConfig) -> dict:
+def s3_options(config: RunConfig, *, probe: bool = False) -> dict:
     """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff."""
     config = with_s3_defaults(config)
     pairs = (("endpoint_url", config.s3_endpoint_url), ("region_name", config.s3_region))
@@ -35,6 +35,8 @@ def s3_options(config: RunConfig) -> dict:
         "client_kwargs": client_kwargs,
         "config_kwargs": {"retries": {"max_attempts": 10, "mode": "adaptive"}},
     }
+    if probe:  # preflight: an unreachable endpoint fails in seconds, not after ten backed-off tries
+        options["config_kwargs"] = {"retries": {"max_attempts": 2}, "connect_timeout": 5, "read_timeout": 10}
     if config.s3_profile:
         options["profile"] = config.s3_profile
     return options
@@ -45,9 +47,10 @@ def storage_options(uri: str, config: RunConfig) -> dict:
     return s3_options(config) if is_s3(uri) else {}
 
 
-def fsspec_fs(uri: str, config: RunConfig) -> fsspec.AbstractFileSystem:
+def fsspec_fs(uri: str, config: RunConfig, *, probe: bool = False) -> fsspec.AbstractFileSystem:
     if is_s3(uri):
-        return fsspec.filesystem("s3", **s3_options(config))
+        # a probe skips fsspec's instance cache so its short timeouts never reach the run's clients
+        return fsspec.filesystem("s3", skip_instance_cache=probe, **s3_options(config, probe=probe))
     return fsspec.filesystem("file")
 
 
