@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -47,6 +48,9 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 _TORCHVISION = {"categories": VOC_CATEGORIES, "resize": 520}
+# the classes of pipeline.scenes (models/ imports nothing from pipeline/)
+SCENE_CATEGORIES = ("background", "water", "vegetation", "building", "road")
+_SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 WEIGHTS: dict[str, Weights] = {
     "fcn_resnet50_coco": Weights(
         name="fcn_resnet50_coco",
@@ -61,6 +65,15 @@ WEIGHTS: dict[str, Weights] = {
         uri="fcn_resnet101_coco-7ecb50ca.pth",
         sha256="7ecb50ca",
         **_TORCHVISION,
+    ),
+    # trained by jobs.train on 320 synthetic scenes; fp16 tensors, loaded into the float32 model
+    "fcn8s_mobilenet_v3_scenes": Weights(
+        name="fcn8s_mobilenet_v3_scenes",
+        arch="fcn8s_mobilenet_v3",
+        uri=os.path.join(_SHIPPED, "fcn8s_mobilenet_v3_scenes.pth"),
+        sha256="528b7cb5c472ada5c16b3fb64f21582ba9427deab0a2ee2496689e1e50e7addd",
+        categories=SCENE_CATEGORIES,
+        resize=None,
     ),
 }
 

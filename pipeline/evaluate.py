@@ -1,0 +1,274 @@
+"""Score a segmentation run against ground truth with the FCN paper's metrics, summed over Ray Data.
+
+Each batch of the masks table becomes one ``n*n`` confusion vector (a single ``np.bincount``); the
+vectors are summed in the driver, so no mask ever travels there. Truth is either a Parquet dataset
+joined on the image id, or a folder of PNG files matched by file stem to each row's ``source``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+from PIL import Image
+
+from .config import RunConfig
+from .output import list_parquet
+from .storage import arrow_fs, is_s3, local_path, storage_options
+
+IGNORE = 255  # truth pixels with this value (or any id the model has no class for) are not scored
+COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable")
+CLASS_NAMES_KEY = b"fcn.class_names"
+BATCH = 16  # masks per confusion vector: a batch's pixels are held twice as int64 for the one bincount
+METRICS = (
+    ("pixel_accuracy", "pixel accuracy"),
+    ("mean_accuracy", "mean accuracy"),
+    ("mean_iu", "mean IU"),
+    ("frequency_weighted_iu", "frequency weighted IU"),
+)
+
+
+class EvaluationError(ValueError):
+    """Inputs that cannot be scored; the message names the thing and what to do."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to score against what.
+
+    Args:
+        masks: output folder of a segmentation run (or its ``masks/`` folder), local or ``s3://``.
+        truth: Parquet dataset of truth masks, or a folder of truth PNG files, local or ``s3://``.
+        truth_column: Parquet column with the truth PNG (binary, or a ``{bytes, path}`` struct).
+        id_column: Parquet column matched against the masks table's ``image_id``.
+        truth_format: ``auto`` (Parquet files found under ``truth``, else PNG files), ``parquet`` or ``png``.
+        json_path: where to write the metrics as JSON, or ``None``.
+        ray_address: cluster to join; default ``$RAY_ADDRESS``, else a new local one.
+        num_cpus: CPUs of a local Ray cluster; default all of this machine.
+    """
+
+    masks: str
+    truth: str
+    truth_column: str = "mask"
+    id_column: str = "image_id"
+    truth_format: str = "auto"
+    json_path: str | None = None
+    ray_address: str | None = None
+    num_cpus: int | None = None
+
+
+def connect_ray(address: str | None, num_cpus: int | None) -> None:
+    """Join ``address`` or ``$RAY_ADDRESS``; else start a new local cluster (never a stray one on this host)."""
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        local = {"num_cpus": num_cpus} if address == "local" else {}
+        ray.init(address=address, log_to_driver=False, **local)
+
+
+def storage_config(first: str, second: str) -> RunConfig:
+    """Only the S3 settings of a run config (endpoint and region come from the environment) for two URIs."""
+    return RunConfig.model_construct(input=first, output=second, weights="random")
+
+
+def confusion_vector(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    """Counts of (true, predicted) class pairs as a flat ``n*n`` int64 vector; ignored pixels left out.
+
+    Args:
+        true: truth class ids, any shape; values ``>= n`` (255 included) are ignored.
+        pred: predicted class ids, same shape.
+        n: number of classes.
+    """
+    true, pred = np.asarray(true, np.int64).ravel(), np.asarray(pred, np.int64).ravel()
+    valid = (true < n) & (pred < n)
+    return np.bincount(n * true[valid] + pred[valid], minlength=n * n)
+
+
+def scores(confusion: np.ndarray, class_names: list[str] | tuple[str, ...]) -> dict:
+    """The FCN paper's pixel accuracy, mean accuracy, mean IU and frequency-weighted IU, plus per-class values.
+
+    A class absent from truth has no accuracy; one absent from truth and prediction has no IU (both are
+    left out of the means and shown as ``None``); a class only predicted scores IU 0.
+
+    Args:
+        confusion: ``[n, n]`` or flat ``n*n`` counts, rows = truth, columns = prediction.
+        class_names: names of the ``n`` classes.
+    """
+    n = len(class_names)
+    conf = np.asarray(confusion, np.float64).reshape(n, n)
+    hits, truth, predicted, total = np.diag(conf), conf.sum(1), conf.sum(0), conf.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = hits / truth
+        iu = hits / (truth + predicted - hits)
+    seen = truth > 0
+
+    def mean(values: np.ndarray) -> float | None:
+        return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+    return {
+        "pixel_accuracy": float(hits.sum() / total) if total else None,
+        "mean_accuracy": mean(accuracy),
+        "mean_iu": mean(iu),
+        "frequency_weighted_iu": float((truth[seen] * iu[seen]).sum() / total) if total else None,
+        "per_class": {
+            name: {
+                "iu": None if np.isnan(iu[i]) else float(iu[i]),
+                "accuracy": None if np.isnan(accuracy[i]) else float(accuracy[i]),
+                "truth_pixels": int(truth[i]),
+                "predicted_pixels": int(predicted[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
+    }
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """Class ids of a mask PNG as a 2-D array (a colour PNG's first channel)."""
+    array = np.asarray(Image.open(io.BytesIO(data)))
+    return array[..., 0] if array.ndim == 3 else array
+
+
+def source_stem(source: str) -> str:
+    """``.../part-0.parquet#images/scene_7.png`` and ``s3://b/scene_7.jpg`` both give ``scene_7``."""
+    name = source.rsplit("#", 1)[-1].rsplit("/", 1)[-1]
+    return os.path.splitext(name)[0]
+
+
+def confusion_batch(batch: pa.Table, n: int) -> dict[str, np.ndarray]:
+    """One row per batch: its summed confusion vector and how many rows were scored or skipped and why."""
+    counts = dict.fromkeys(COUNTS, 0)
+    trues, preds = [], []
+    for status, pred_png, truth_png in zip(
+        batch["status"].to_pylist(), batch["mask_png"].to_pylist(), batch["truth_png"].to_pylist(), strict=True
+    ):
+        if status != "ok" or pred_png is None:
+            counts["errors"] += 1
+            continue
+        if truth_png is None:
+            counts["missing_truth"] += 1
+            continue
+        try:
+            true, pred = decode_mask(truth_png), decode_mask(pred_png)
+        except OSError:
+            counts["unreadable"] += 1
+            continue
+        if true.shape != pred.shape:
+            counts["size_mismatch"] += 1
+            continue
+        trues.append(true.ravel())
+        preds.append(pred.ravel())
+        counts["scored"] += 1
+    empty = np.zeros(0, np.int64)
+    true, pred = (np.concatenate(a) if a else empty for a in (trues, preds))
+    return {"confusion": confusion_vector(true, pred, n)[None, :], **{k: np.array([v]) for k, v in counts.items()}}
+
+
+def truth_from_parquet(batch: pa.Table, truth_column: str, id_column: str) -> pa.Table:
+    """``image_id, truth_png`` from a truth table whose mask is binary PNG or a ``{bytes, path}`` struct."""
+    column = batch[truth_column]
+    if pa.types.is_struct(column.type):
+        column = pc.struct_field(column, "bytes")
+    return pa.table({"image_id": pc.cast(batch[id_column], pa.string()), "truth_png": column})
+
+
+def truth_from_folder(batch: pa.Table, root: str, options: dict) -> pa.Table:
+    """Attach ``truth_png``: the bytes of ``root/<stem of source>.png``, or null when there is none."""
+    fs, base = fsspec.core.url_to_fs(root, **options)
+    blobs = []
+    for source in batch["source"].to_pylist():
+        try:
+            with fs.open(f"{base.rstrip('/')}/{source_stem(source)}.png", "rb") as f:
+                blobs.append(f.read())
+        except FileNotFoundError:
+            blobs.append(None)
+    return batch.append_column("truth_png", pa.array(blobs, pa.binary()))
+
+
+def _masks_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
+    """The masks table's committed files: ``uri/masks/*.parquet``, or Parquet files right in ``uri``."""
+    fs, path = arrow_fs(uri, config)
+    for folder in (f"{path}/masks", path):
+        files = [f for f in list_parquet(fs, folder) if "/_staging/" not in f and "/class_stats/" not in f]
+        if files:
+            return files, fs
+    raise EvaluationError(f"--masks {uri}: no Parquet files there; pass a segmentation run's output folder")
+
+
+def _truth_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
+    fs, path = arrow_fs(uri, config)
+    return ([path] if path.endswith(".parquet") else list_parquet(fs, path)), fs
+
+
+def class_names(files: list[str], fs, uri: str) -> list[str]:
+    """Class names from the masks table's Parquet key-value metadata."""
+    with fs.open_input_file(files[0]) as f:
+        metadata = pq.read_schema(f).metadata or {}
+    if CLASS_NAMES_KEY not in metadata:
+        raise EvaluationError(f"--masks {uri}: {files[0]} has no {CLASS_NAMES_KEY.decode()} metadata")
+    return json.loads(metadata[CLASS_NAMES_KEY])
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Score every ``ok`` row of the masks table against its truth mask; return metrics and counts.
+
+    Args:
+        config: what to score against what (see ``EvalConfig``).
+    """
+    storage = storage_config(config.truth, config.masks)
+    masks_files, masks_fs = _masks_files(config.masks.rstrip("/"), storage)
+    names = class_names(masks_files, masks_fs, config.masks)
+    connect_ray(config.ray_address, config.num_cpus)
+    columns = ["image_id", "source", "status", "mask_png"]
+    rows = ray.data.read_parquet(masks_files, filesystem=masks_fs, columns=columns)
+    truth_files, truth_fs = _truth_files(config.truth, storage)
+    layout = config.truth_format if config.truth_format != "auto" else "parquet" if truth_files else "png"
+    if layout == "parquet":
+        if not truth_files:
+            raise EvaluationError(f"--truth {config.truth}: no Parquet files there")
+        if importlib.util.find_spec("polars") is None:
+            raise EvaluationError("a Parquet --truth is joined with Ray Data, which needs polars: pip install polars")
+        kwargs = {"truth_column": config.truth_column, "id_column": config.id_column}
+        truth = ray.data.read_parquet(truth_files, filesystem=truth_fs, columns=list(kwargs.values()))
+        truth = truth.map_batches(truth_from_parquet, fn_kwargs=kwargs, batch_format="pyarrow")
+        # a partition per masks file (about rows_per_file rows each), at most two per CPU
+        partitions = max(1, min(len(masks_files), 2 * int(ray.cluster_resources().get("CPU", 1))))
+        rows = rows.join(truth, "left_outer", partitions, on=("image_id",))
+    else:
+        uri = config.truth if is_s3(config.truth) else local_path(config.truth)
+        kwargs = {"root": uri, "options": storage_options(config.truth, storage)}
+        rows = rows.map_batches(truth_from_folder, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=BATCH)
+    kwargs = {"n": len(names)}
+    partial = rows.map_batches(confusion_batch, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=BATCH)
+    confusion, counts = np.zeros(len(names) ** 2, np.int64), dict.fromkeys(COUNTS, 0)
+    for batch in partial.iter_batches(batch_size=None, batch_format="numpy"):
+        confusion += batch["confusion"].sum(0)
+        counts = {k: counts[k] + int(batch[k].sum()) for k in COUNTS}
+    conf = confusion.reshape(len(names), len(names))
+    return {**scores(conf, names), "counts": counts, "class_names": names, "confusion": conf.tolist()}
+
+
+def format_report(result: dict) -> str:
+    """The metrics as a plain-text table."""
+    counts = result["counts"]
+    lines = [
+        f"scored {counts['scored']} images; skipped {counts['errors']} error rows, {counts['missing_truth']} without "
+        f"truth, {counts['size_mismatch']} of another size, {counts['unreadable']} unreadable",
+    ]
+    for key, label in METRICS:
+        lines.append(f"{label:<24}{_fmt(result[key])}")
+    lines.append(f"{'class':<24}{'IU':>8}{'accuracy':>10}{'truth px':>12}")
+    for name, row in result["per_class"].items():
+        lines.append(f"{name:<24}{_fmt(row['iu']):>8}{_fmt(row['accuracy']):>10}{row['truth_pixels']:>12}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
