@@ -68,13 +68,13 @@ def make_inputs(folder: Path, count: int, size: int) -> list[Path]:
 
 def load_model(bench: BenchConfig) -> torch.nn.Module:
     weights = None if bench.weights == "random" else bench.weights
-    return models.get_model(bench.model, weights=weights).eval()
+    return models.get_model(bench.model, weights=weights).eval().to(memory_format=torch.channels_last)
 
 
 def normalise(images: np.ndarray, meta: models.Weights) -> torch.Tensor:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / meta.value_range
     mean, std = torch.tensor(meta.mean).view(1, 3, 1, 1), torch.tensor(meta.std).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def model_alone(bench: BenchConfig, paths: list[Path]) -> float:
