@@ -183,7 +183,7 @@ def interrupt(proc: subprocess.Popen, out: Path, outcome: Outcome, sig: int, inp
     reap(family, outcome)
 
 
-def reap(family: list[psutil.Process], outcome: Outcome, grace: float = 20.0) -> None:
+def reap(family: list[psutil.Process], outcome: Outcome, grace: float = 60.0) -> None:
     """Wait for the killed job's workers to go (one left could still write); then end Ray's orphans."""
     agents, workers = [], []
     for p in family:
@@ -191,7 +191,8 @@ def reap(family: list[psutil.Process], outcome: Outcome, grace: float = 20.0) ->
             (agents if p.name().endswith("Agent") else workers).append(p)
     _, alive = psutil.wait_procs(workers, timeout=grace)
     if alive:
-        outcome.problems.append(f"{len(alive)} Ray processes still ran {grace:.0f}s after the driver ended")
+        names = sorted({p.name() for p in alive if p.is_running()})
+        outcome.problems.append(f"{len(alive)} Ray processes still ran {grace:.0f}s after the driver ended: {names}")
     orphans = [p for p in agents + alive if p.is_running()]
     if orphans:
         outcome.notes.append(f"ended {len(orphans)} orphaned Ray processes: {sorted({p.name() for p in orphans})}")
