@@ -26,6 +26,11 @@ def failed(error) -> bool:
     return isinstance(error, str)
 
 
+def reasons(errors: np.ndarray) -> np.ndarray:
+    """An ``error`` column as reasons and ``None``, whatever Arrow made of its nulls between stages."""
+    return np.array([e if failed(e) else None for e in errors], dtype=object)
+
+
 def decode_batch(
     batch: dict[str, np.ndarray],
     *,

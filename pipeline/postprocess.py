@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .decode import failed
+from .decode import reasons
 
 
 def encode_png(mask: np.ndarray) -> bytes:
@@ -25,7 +25,8 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class)."""
-    ok = np.array([not failed(e) for e in batch["error"]], dtype=bool)
+    errors = reasons(batch["error"])
+    ok = np.array([e is None for e in errors], dtype=bool)
     pngs = np.array([encode_png(m) if good else None for m, good in zip(batch["mask"], ok, strict=True)], dtype=object)
     pixels = batch["class_pixels"]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -34,7 +35,7 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "image_id": batch["image_id"],
         "source": batch["source"],
         "status": np.where(ok, "ok", "error").astype(object),
-        "error": np.array([e if failed(e) else None for e in batch["error"]], dtype=object),
+        "error": errors,
         "height": batch["height"],
         "width": batch["width"],
         "mask_png": pngs,

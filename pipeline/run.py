@@ -21,7 +21,7 @@ from .config import ConfigError, RunConfig
 from .decode import decode_batch
 from .output import check_mode, check_writable, prepare, write_manifest
 from .postprocess import finish_batch
-from .segment import Segmenter
+from .segment import Segmenter, build_model
 from .sink import MaskTableSink, RunInfo
 from .sources import read_inputs
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
@@ -41,14 +41,8 @@ class Plan:
 def preflight(config: RunConfig) -> Plan:
     """Check the model, weights, input and output; raise ``ConfigError`` before anything runs."""
     problems = []
-    weights = None if config.random_weights else config.weights
     try:
-        num_classes = len(config.classes) if config.classes and config.random_weights else None
-        model = models.get_model(
-            config.model, weights=weights, num_classes=num_classes, storage_options=_weights_options(config)
-        )
-        meta = model.weights_meta
-        del model
+        meta = build_model(config, _weights_options(config)).weights_meta
     except (models.WeightsError, ValueError) as exc:
         raise ConfigError([f"--weights: {exc}"]) from None
     names = meta.categories
@@ -134,7 +128,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     resize = config.resize if config.resize is not None else plan.weights.resize
     info = RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names)
     sink = MaskTableSink(out_fs, root, info, config.rows_per_file)
-    segmenter_args = {"config": config, "storage": _weights_options(config), "classes": plan.class_names}
+    segmenter_args = {"config": config, "storage": _weights_options(config)}
 
     ds = read_inputs(config)
     if len(committed):

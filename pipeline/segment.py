@@ -14,7 +14,7 @@ from torch.nn import functional as F
 import models
 
 from .config import RunConfig
-from .decode import failed
+from .decode import reasons
 from .tiles import needs_tiles, segment_tiled
 
 
@@ -33,6 +33,19 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def build_model(config: RunConfig, storage: dict) -> torch.nn.Module:
+    """The run's model: its checkpoint, or random weights sized by ``--classes`` (same in every replica).
+
+    Args:
+        config: model, weights and class names of the run.
+        storage: fsspec options for an S3 checkpoint.
+    """
+    weights = None if config.random_weights else config.weights
+    num_classes = len(config.classes) if config.classes and config.random_weights else None
+    torch.manual_seed(0)  # random weights are the same in the driver's check and in every replica
+    return models.get_model(config.model, weights=weights, num_classes=num_classes, storage_options=storage)
+
+
 class Segmenter:
     """Loads the model once; ``__call__`` maps decoded rows to masks and per-class statistics.
 
@@ -41,14 +54,11 @@ class Segmenter:
         storage: fsspec options for an S3 checkpoint.
     """
 
-    def __init__(self, config: RunConfig, storage: dict, classes: tuple[str, ...] | None = None) -> None:
+    def __init__(self, config: RunConfig, storage: dict) -> None:
         self.device = pick_device(config.device)
         if self.device.type == "cpu":
             torch.set_num_threads(config.threads or max(1, int(config.cpus_per_actor)))
-        weights = None if config.random_weights else config.weights
-        num_classes = len(classes) if classes and config.random_weights else None
-        torch.manual_seed(0)  # random weights are the same in every replica
-        model = models.get_model(config.model, weights=weights, num_classes=num_classes, storage_options=storage)
+        model = build_model(config, storage)
         meta = model.weights_meta
         self.num_classes = meta.num_classes
         self.mean = torch.tensor(meta.mean, device=self.device).view(1, 3, 1, 1) * meta.value_range
@@ -64,7 +74,7 @@ class Segmenter:
         masks = np.empty(rows, dtype=object)
         pixels = np.zeros((rows, self.num_classes), np.int64)
         confidence = np.zeros((rows, self.num_classes), np.float64)
-        errors = np.array([e if failed(e) else None for e in batch["error"]], dtype=object)
+        errors = reasons(batch["error"])
         groups, tiled = defaultdict(list), []  # same fed and source size: no padding ever changes a result
         for i in range(rows):
             masks[i] = np.zeros((1, 1), np.uint8)

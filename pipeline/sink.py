@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from .decode import reasons
+
 MASKS_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -68,7 +70,7 @@ def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
         "source": batch["source"].tolist(),
         "frame": pa.array(batch["frame"], pa.int32(), mask=batch["frame"] < 0),
         "status": batch["status"].tolist(),
-        "error": [e if isinstance(e, str) else None for e in batch["error"]],
+        "error": reasons(batch["error"]).tolist(),
         "height": pa.array(batch["height"], pa.int32(), mask=~ok),
         "width": pa.array(batch["width"], pa.int32(), mask=~ok),
         "mask_png": [m if good else None for m, good in zip(batch["mask_png"], ok, strict=True)],
