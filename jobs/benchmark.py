@@ -8,7 +8,8 @@ import os
 import sys
 import tempfile
 
-from pipeline.benchmark import BenchConfig, benchmark, huge_image, memory_scaling, model_zoo
+from pipeline.benchmark import BenchConfig, benchmark, huge_image
+from pipeline.model_zoo import model_zoo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -17,11 +18,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None, help="weights name or URI; default the bundled scenes weights")
     parser.add_argument("--size", type=int, default=512, help="height and width of the generated JPEG files")
     parser.add_argument("--images", type=int, default=200, help="number of JPEG files")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass, in all three")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for the model")
-    parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass, in all three")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of (a) and (b): the cores")
+    parser.add_argument(
+        "--num-cpus", type=int, default=None, help="logical CPUs of the local Ray cluster; default the job's"
+    )
+    parser.add_argument(
+        "--actor-threads", type=int, default=None, help="torch threads per inference actor; default the job's"
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
-    parser.add_argument("--memory-scale", type=int, default=0, help="also compare peak memory at N and this x N images")
+    parser.add_argument(
+        "--scale", type=int, default=4, help="also run (c) on this x N images: steady-state rate, memory; 1 = off"
+    )
     parser.add_argument("--huge", type=int, default=0, help="only: one image of this side through the job, in tiles")
     parser.add_argument("--tile-size", type=int, default=1024, help="tile side for --huge")
     parser.add_argument("--tile-overlap", type=int, default=128, help="tile overlap for --huge")
@@ -31,6 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     return parser.parse_args(argv)
+
+
+def bench_config(args: argparse.Namespace, **sizes) -> BenchConfig:
+    return BenchConfig(
+        model=args.model, weights=args.weights or default_weights(args.model), batch_size=args.batch_size,
+        threads=args.threads, num_cpus=args.num_cpus, actor_threads=args.actor_threads, workdir=args.workdir, **sizes,
+    )  # fmt: skip
 
 
 def default_weights(model: str) -> str:
@@ -43,10 +58,7 @@ def default_weights(model: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.huge:
-        bench = BenchConfig(
-            model=args.model, weights=args.weights or default_weights(args.model), size=args.huge, images=1,
-            batch_size=args.batch_size, threads=args.threads, num_cpus=args.num_cpus, reps=1, workdir=args.workdir,
-        )  # fmt: skip
+        bench = bench_config(args, size=args.huge, images=1, reps=1, scale=1)
         result = huge_image(bench, args.huge, args.tile_size, args.tile_overlap)
         mib = 1 << 20
         print(f"{args.huge}x{args.huge} in {args.tile_size}-px tiles: {result['seconds']:.1f} s, ", end="")
@@ -59,20 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['model']:<22}{row['parameters']:>14,}{row['images_per_second']:>10.2f}")
         result = {"zoo": rows}
     else:
-        bench = BenchConfig(
-            model=args.model,
-            weights=args.weights or default_weights(args.model),
-            size=args.size,
-            images=args.images,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            num_cpus=args.num_cpus,
-            reps=args.reps,
-            workdir=args.workdir,
-        )
+        bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=args.scale)
         result = benchmark(bench)
-        if args.memory_scale:
-            result["memory_scaling"] = memory_scaling(bench, args.memory_scale)
         print_summary(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -81,18 +81,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_summary(result: dict) -> None:
-    mib = 1 << 20
-    print(f"(a) model alone   {result['model_alone_images_per_second']:8.2f} images/s")
-    print(f"(b) plain loop    {result['plain_loop_images_per_second']:8.2f} images/s")
-    print(f"(c) pipeline      {result['pipeline_images_per_second']:8.2f} images/s")
-    print(f"c/a = {result['c_over_a']:.3f}   c/b = {result['c_over_b']:.3f}")
-    print(f"peak memory: driver {result['pipeline_peak_driver_bytes'] / mib:.0f} MiB, ", end="")
+    mib, images = 1 << 20, result["config"]["images"]
+    a, b = result["model_alone_images_per_second"], result["plain_loop_images_per_second"]
+    print(f"(a) model alone               {a:8.2f} images/s")
+    print(f"(b) plain loop                {b:8.2f} images/s")
+    for count, run in result["pipeline_runs"].items():
+        print(f"(c) pipeline, {count:>5} images   {run['images_per_second']:8.2f} images/s end to end")
+    print(f"end to end on {images} images: c/a = {result['c_over_a']:.3f}   c/b = {result['c_over_b']:.3f}")
+    steady = result.get("steady_state")
+    if steady:
+        small, large = steady["images"]
+        if steady["pipeline_images_per_second"] is None:
+            print(f"(c) steady state: not measurable, {large} images took no longer than {small}; use more images")
+        else:
+            print(f"(c) steady state              {steady['pipeline_images_per_second']:8.2f} images/s ", end="")
+            print(f"({large - small} more images over the extra seconds; start-up {steady['startup_seconds']:.1f} s)")
+            print(f"steady state: c/a = {steady['c_over_a']:.3f}   c/b = {steady['c_over_b']:.3f}")
+        print(f"peak memory at {large} vs {small} images: ", end="")
+        print(f"workers x{steady['workers_memory_ratio']:.2f}, driver x{steady['driver_memory_ratio']:.2f}")
+    print(f"peak memory ({images} images): driver {result['pipeline_peak_driver_bytes'] / mib:.0f} MiB, ", end="")
     print(f"Ray workers (sum) {result['pipeline_peak_workers_bytes'] / mib:.0f} MiB")
     print("task time by stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result["pipeline_stage_seconds"].items()))
-    if "memory_scaling" in result:
-        scaling = result["memory_scaling"]
-        print(f"peak memory at {scaling['images'][0]} vs {scaling['images'][1]} images: ", end="")
-        print(f"workers x{scaling['workers_ratio']:.2f}, driver x{scaling['driver_ratio']:.2f}")
 
 
 if __name__ == "__main__":

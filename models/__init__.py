@@ -1,5 +1,6 @@
 """FCN architectures, weights records and the model registry (no Ray here)."""
 
+from .fusion import fold_batchnorm
 from .registry import WEIGHTS, get_model, list_models, list_weights
 from .shift_stitch import shift_and_stitch
 from .vgg_fcn import convolutionalize
@@ -10,6 +11,7 @@ __all__ = [
     "Weights",
     "WeightsError",
     "convolutionalize",
+    "fold_batchnorm",
     "get_model",
     "list_models",
     "list_weights",

@@ -5,18 +5,15 @@ All three run on the same generated JPEG files, model, resolution, batch size an
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import resource
 import statistics
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -25,8 +22,8 @@ from PIL import Image
 import models
 
 from .config import RunConfig
+from .measure import timed_run
 from .postprocess import encode_png
-from .run import init_ray, preflight, run
 from .scenes import make_scene
 
 
@@ -39,9 +36,12 @@ class BenchConfig:
         size: height and width of the generated JPEG files.
         images: number of files.
         batch_size: images per forward pass in all three measurements.
-        threads: torch threads for (a) and (b), and for the pipeline's inference actor.
-        num_cpus: CPUs of the local Ray cluster for (c).
+        threads: torch threads of the one process of (a) and (b): the machine's cores.
+        num_cpus: logical CPUs of the local Ray cluster for (c); ``None``: the job's default.
+        actor_threads: torch threads per inference actor of (c); ``None``: the job's default.
         reps: repetitions; medians are reported.
+        scale: also run (c) on ``scale`` times the images; the extra images over the extra
+            seconds give its steady-state rate, with start-up (actor start, model load) cancelled out.
         workdir: where inputs and outputs go.
     """
 
@@ -51,8 +51,10 @@ class BenchConfig:
     images: int
     batch_size: int
     threads: int
-    num_cpus: int
+    num_cpus: int | None
+    actor_threads: int | None
     reps: int
+    scale: int
     workdir: str
 
 
@@ -67,8 +69,11 @@ def make_inputs(folder: Path, count: int, size: int) -> list[Path]:
 
 
 def load_model(bench: BenchConfig) -> torch.nn.Module:
+    """The model as the pipeline runs it: BatchNorm folded, channels_last."""
     weights = None if bench.weights == "random" else bench.weights
-    return models.get_model(bench.model, weights=weights).eval().to(memory_format=torch.channels_last)
+    model = models.get_model(bench.model, weights=weights).eval()
+    models.fold_batchnorm(model)
+    return model.to(memory_format=torch.channels_last)
 
 
 def normalise(images: np.ndarray, meta: models.Weights) -> torch.Tensor:
@@ -94,74 +99,40 @@ def model_alone(bench: BenchConfig, paths: list[Path]) -> float:
 
 
 def plain_loop(bench: BenchConfig, paths: list[Path], out: Path) -> float:
-    """(b) one process: read, decode, preprocess, run, encode masks, write Parquet with pyarrow."""
+    """(b) one process: read, decode, preprocess, run, encode masks, write Parquet with pyarrow.
+
+    It computes what the pipeline's masks table holds: the mask, pixels and mean confidence per class.
+    """
     torch.set_num_threads(bench.threads)
     started = time.perf_counter()
     model = load_model(bench)
-    rows = {"source": [], "height": [], "width": [], "mask_png": [], "class_pixels": []}
+    classes = model.weights_meta.num_classes
+    rows = {"source": [], "height": [], "width": [], "mask_png": [], "class_pixels": [], "class_confidence": []}
     with torch.inference_mode():
         for i in range(0, len(paths), bench.batch_size):
             chunk = paths[i : i + bench.batch_size]
             images = np.stack([np.asarray(Image.open(io.BytesIO(p.read_bytes())).convert("RGB")) for p in chunk])
-            masks = model(normalise(images, model.weights_meta)).argmax(dim=1).to(torch.uint8).numpy()
-            for path, mask in zip(chunk, masks, strict=True):
+            probs, masks = model(normalise(images, model.weights_meta)).softmax(dim=1).max(dim=1)
+            for path, mask, prob in zip(chunk, masks.to(torch.uint8).numpy(), probs.numpy(), strict=True):
+                pixels = np.bincount(mask.ravel(), minlength=classes)
+                confidence = np.bincount(mask.ravel(), weights=prob.ravel(), minlength=classes)
                 rows["source"].append(str(path))
                 rows["height"].append(mask.shape[0])
                 rows["width"].append(mask.shape[1])
                 rows["mask_png"].append(encode_png(mask))
-                rows["class_pixels"].append(
-                    np.bincount(mask.ravel(), minlength=model.weights_meta.num_classes).tolist()
-                )
+                rows["class_pixels"].append(pixels.tolist())
+                rows["class_confidence"].append((confidence / np.maximum(pixels, 1)).tolist())
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(rows), out / "masks.parquet")
     return len(paths) / (time.perf_counter() - started)
-
-
-class PeakMemory:
-    """Samples resident memory of this process and of its children (the local Ray cluster) in a thread."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self.interval, self.driver, self.workers = interval, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.driver = max(self.driver, me.memory_info().rss)
-            total = 0
-            for child in me.children(recursive=True):  # this driver's own local Ray cluster
-                with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
-            self.workers = max(self.workers, total)
-            time.sleep(self.interval)
 
 
 def bench_config(bench: BenchConfig, folder: Path, out: Path, **extra) -> RunConfig:
     """The job's own configuration for a benchmark run (native size, overwrite)."""
     return RunConfig(
         input=str(folder), output=str(out), model=bench.model, weights=bench.weights, batch_size=bench.batch_size,
-        threads=bench.threads, num_cpus=bench.num_cpus, mode="overwrite", resize=0, **extra,
+        threads=bench.actor_threads, num_cpus=bench.num_cpus, mode="overwrite", resize=0, **extra,
     )  # fmt: skip
-
-
-def timed_run(config: RunConfig) -> tuple[dict, float, PeakMemory]:
-    """Run the job (preflight and Ray start excluded from the time) while sampling memory."""
-    plan = preflight(config)
-    init_ray(config)
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        record = run(config, plan)
-        seconds = time.perf_counter() - started
-    return record, seconds, memory
 
 
 def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
@@ -169,6 +140,7 @@ def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
     record, seconds, memory = timed_run(bench_config(bench, folder, out))
     return {
         "images_per_second": record["counts"]["rows"] / seconds,
+        "seconds": seconds,
         "peak_driver_bytes": memory.driver,
         "peak_workers_bytes": memory.workers,
         "stage_seconds": record.get("stage_seconds", {}),
@@ -176,66 +148,63 @@ def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
 
 
 def benchmark(bench: BenchConfig) -> dict:
-    """Run (a), (b) and (c) ``reps`` times each and report medians and ratios."""
+    """Run (a), (b) and (c) ``reps`` times each and report medians and ratios.
+
+    (c) runs on ``images`` and, with ``scale``, on ``scale`` times as many: the steady-state rate
+    and the peak memory at both sizes (flat when the pipeline streams) come from the pair.
+    """
     work = Path(bench.workdir)
     paths = make_inputs(work / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
-    a = [model_alone(bench, paths) for _ in range(bench.reps)]
-    b = [plain_loop(bench, paths, work / "plain") for _ in range(bench.reps)]
-    c = [pipeline_run(bench, paths[0].parent, work / "pipeline") for _ in range(bench.reps)]
-    median_c = statistics.median(r["images_per_second"] for r in c)
+    a = statistics.median(model_alone(bench, paths) for _ in range(bench.reps))
+    b = statistics.median(plain_loop(bench, paths, work / "plain") for _ in range(bench.reps))
+    counts = [bench.images] + ([bench.images * bench.scale] if bench.scale > 1 else [])
+    c = {n: pipeline_runs(bench, n) for n in counts}
+    first = c[bench.images]
     result = {
         "config": bench.__dict__,
-        "model_alone_images_per_second": statistics.median(a),
-        "plain_loop_images_per_second": statistics.median(b),
-        "pipeline_images_per_second": median_c,
-        "c_over_a": median_c / statistics.median(a),
-        "c_over_b": median_c / statistics.median(b),
-        "pipeline_peak_driver_bytes": max(r["peak_driver_bytes"] for r in c),
-        "pipeline_peak_workers_bytes": max(r["peak_workers_bytes"] for r in c),
-        "pipeline_stage_seconds": c[len(c) // 2]["stage_seconds"],
+        "model_alone_images_per_second": a,
+        "plain_loop_images_per_second": b,
+        "pipeline_images_per_second": first["images_per_second"],
+        "c_over_a": first["images_per_second"] / a,
+        "c_over_b": first["images_per_second"] / b,
+        "pipeline_peak_driver_bytes": first["peak_driver_bytes"],
+        "pipeline_peak_workers_bytes": first["peak_workers_bytes"],
+        "pipeline_stage_seconds": first["stage_seconds"],
+        "pipeline_runs": {str(n): r for n, r in c.items()},
         "benchmark_process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "runs": {"a": a, "b": b, "c": [r["images_per_second"] for r in c]},
         "cpu_count": os.cpu_count(),
     }
+    if len(counts) == 2:
+        large = c[counts[1]]
+        extra = large["seconds"] - first["seconds"]
+        steady = (counts[1] - counts[0]) / extra if extra > 0 else None  # too few images: noise wins
+        result["steady_state"] = {
+            "images": counts,
+            "pipeline_images_per_second": steady,
+            "startup_seconds": first["seconds"] - counts[0] / steady if steady else None,
+            "c_over_a": steady / a if steady else None,
+            "c_over_b": steady / b if steady else None,
+            "workers_memory_ratio": large["peak_workers_bytes"] / first["peak_workers_bytes"],
+            "driver_memory_ratio": large["peak_driver_bytes"] / first["peak_driver_bytes"],
+        }
     return result
 
 
-def memory_scaling(bench: BenchConfig, factor: int) -> dict:
-    """Peak memory of the pipeline on ``images`` and on ``factor`` times as many: flat when streaming."""
-    work = Path(bench.workdir)
-    small = make_inputs(work / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)[0].parent
-    large_count = bench.images * factor
-    large = make_inputs(work / f"jpeg-{bench.size}-{large_count}", large_count, bench.size)[0].parent
-    runs = {
-        n: pipeline_run(bench, folder, work / "pipeline") for n, folder in ((bench.images, small), (large_count, large))
-    }
-    first, second = runs[bench.images], runs[large_count]
+def pipeline_runs(bench: BenchConfig, count: int) -> dict:
+    """(c) on ``count`` images, ``reps`` times: median time, largest peaks, the median run's stage times."""
+    folder = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{count}", count, bench.size)[0].parent
+    runs = sorted((pipeline_run(bench, folder, Path(bench.workdir) / "pipeline") for _ in range(bench.reps)),
+                  key=lambda r: r["seconds"])  # fmt: skip
+    median = runs[len(runs) // 2]
     return {
-        "images": [bench.images, large_count],
-        "peak_workers_bytes": [first["peak_workers_bytes"], second["peak_workers_bytes"]],
-        "peak_driver_bytes": [first["peak_driver_bytes"], second["peak_driver_bytes"]],
-        "workers_ratio": second["peak_workers_bytes"] / first["peak_workers_bytes"],
-        "driver_ratio": second["peak_driver_bytes"] / first["peak_driver_bytes"],
+        "images": count,
+        "seconds": median["seconds"],
+        "images_per_second": median["images_per_second"],
+        "runs_images_per_second": [r["images_per_second"] for r in runs],
+        "peak_driver_bytes": max(r["peak_driver_bytes"] for r in runs),
+        "peak_workers_bytes": max(r["peak_workers_bytes"] for r in runs),
+        "stage_seconds": median["stage_seconds"],
     }
-
-
-def model_zoo(size: int, threads: int, batch_size: int, reps: int = 3) -> list[dict]:
-    """Parameters and CPU images/s at ``size`` x ``size`` of every registered model (random weights)."""
-    torch.set_num_threads(threads)
-    rows = []
-    for name in models.list_models():
-        model = models.get_model(name).eval()
-        x = torch.randn(batch_size, 3, size, size)
-        with torch.inference_mode():
-            model(x)  # warm-up
-            times = []
-            for _ in range(reps):
-                started = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - started)
-        params = sum(p.numel() for p in model.parameters())
-        rows.append({"model": name, "parameters": params, "images_per_second": batch_size / statistics.median(times)})
-    return rows
 
 
 def huge_image(bench: BenchConfig, side: int, tile: int, overlap: int) -> dict:

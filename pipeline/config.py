@@ -47,9 +47,13 @@ class RunConfig(BaseModel):
     resize: int | None = Field(
         None, ge=0, description="shorter side fed to the model; default the weights' preference; 0 = native size"
     )
-    batch_size: int = Field(8, gt=0, description="images per inference batch")
+    batch_size: int | None = Field(
+        None, gt=0, description="images per inference batch; default 4 on CPU (measured best), 32 on GPU"
+    )
     decode_batch_size: int = Field(16, gt=0, description="images per decode task batch")
-    actors_min: int = Field(1, ge=1, description="smallest inference actor pool")
+    actors_min: int | None = Field(
+        None, ge=1, description="smallest inference actor pool; default the whole pool (1 while GPUs scale from zero)"
+    )
     actors_max: int | None = Field(
         None, ge=1, description="largest inference actor pool; default from cluster resources"
     )
@@ -81,7 +85,9 @@ class RunConfig(BaseModel):
     ray_address: str | None = Field(
         None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"
     )
-    num_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray cluster; default all of this machine")
+    num_cpus: int | None = Field(
+        None, gt=0, description="logical CPUs of a local Ray cluster; default this machine's cores + 1 (for I/O tasks)"
+    )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
     s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
     s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")
@@ -121,7 +127,7 @@ class RunConfig(BaseModel):
     def _check(self) -> RunConfig:
         if self.weights is None:
             raise ValueError("weights: choose a weights name, a checkpoint URI, or 'random' for untrained weights")
-        if self.actors_max is not None and self.actors_max < self.actors_min:
+        if self.actors_max is not None and self.actors_min is not None and self.actors_max < self.actors_min:
             raise ValueError(f"actors_max ({self.actors_max}) is below actors_min ({self.actors_min})")
         if self.tile_overlap * 2 >= self.tile_size:
             raise ValueError(f"tile_overlap ({self.tile_overlap}) must be under half of tile_size ({self.tile_size})")

@@ -21,7 +21,7 @@ from .config import ConfigError, RunConfig
 from .decode import decode_batch
 from .output import check_mode, check_writable, prepare, write_manifest
 from .postprocess import finish_batch
-from .segment import Segmenter, build_model
+from .segment import Segmenter, build_model, default_batch_size
 from .sink import MaskTableSink, RunInfo
 from .sources import read_inputs
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
@@ -92,7 +92,11 @@ def init_ray(config: RunConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
+        # one logical CPU above the cores carries the read, decode and write tasks, so that the
+        # inference pool (cores minus a quarter, at least one less) gets every core on a laptop:
+        # measured 24.3 vs 22.4 images/s on 2 cores (2 one-thread actors vs 1 two-thread actor)
+        cpus = config.num_cpus or (os.cpu_count() or 1) + 1
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
 def actor_resources(config: RunConfig) -> dict:
@@ -100,6 +104,7 @@ def actor_resources(config: RunConfig) -> dict:
 
     On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
     decoding and writing: a pool that takes every CPU starves the read tasks.
+    The whole pool starts at once unless GPU nodes must first be added by an autoscaler.
     """
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
@@ -110,11 +115,17 @@ def actor_resources(config: RunConfig) -> dict:
     else:
         largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
     size = min(config.actors_max or largest, largest)
+    smallest = config.actors_min or (1 if num_gpus > 0 and gpus < num_gpus else size)
     return {
-        "compute": ray.data.ActorPoolStrategy(min_size=min(config.actors_min, size), max_size=size),
+        "compute": ray.data.ActorPoolStrategy(min_size=min(smallest, size), max_size=size),
         "num_gpus": num_gpus,
         "num_cpus": config.cpus_per_actor,
     }
+
+
+def with_batch_size(config: RunConfig, num_gpus: float) -> RunConfig:
+    """``--batch-size``, or the default for the pool's device."""
+    return config if config.batch_size else config.model_copy(update={"batch_size": default_batch_size(num_gpus > 0)})
 
 
 def run(config: RunConfig, plan: Plan | None = None) -> dict:
@@ -128,6 +139,8 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     resize = config.resize if config.resize is not None else plan.weights.resize
     info = RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names)
     sink = MaskTableSink(out_fs, root, info, config.rows_per_file)
+    resources = actor_resources(config)
+    config = with_batch_size(config, resources["num_gpus"])
     segmenter_args = {"config": config, "storage": _weights_options(config)}
 
     ds = read_inputs(config)
@@ -148,7 +161,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
             fn_constructor_kwargs=segmenter_args,
             batch_size=config.batch_size,
             batch_format="numpy",
-            **actor_resources(config),
+            **resources,
         )
         .map_batches(finish_batch, batch_format="numpy")
     )

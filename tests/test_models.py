@@ -82,3 +82,50 @@ def test_mobilenet_fcn8s_fuses_three_strides():
     assert [m.in_channels for m in (model.score8, model.score16)] == [40, 112]
     with torch.inference_mode():
         assert model(torch.randn(1, 3, 33, 65)).shape == (1, 4, 33, 65)
+
+
+def _with_trained_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Running statistics and affine terms away from their defaults, so folding has work to do."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            for tensor, low, high in ((module.running_mean, -0.2, 0.2), (module.running_var, 0.5, 1.5)):
+                tensor.copy_(torch.empty_like(tensor).uniform_(low, high, generator=generator))
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.uniform_(-0.2, 0.2, generator=generator)
+        if isinstance(module, torch.nn.Conv2d) and module.out_channels <= 8:  # zero-initialised scorers
+            module.weight.data.normal_(0, 0.05, generator=generator)
+    return model.eval()
+
+
+# every BatchNorm of MobileNetV3 and ResNet-50 follows a convolution; the seed decoder's follow ReLU or a sum
+@pytest.mark.parametrize("name, unfoldable", [("fcn8s_mobilenet_v3", 0), ("fcn16s_deconv", 5), ("fcn_resnet50", 1)])
+def test_fold_batchnorm_keeps_the_output(name, unfoldable):
+    model = _with_trained_batchnorm(models.get_model(name, num_classes=4))
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(2, 3, 45, 61)
+    with torch.inference_mode():
+        expected = model(x)
+    folded = models.fold_batchnorm(model)
+    with torch.inference_mode():
+        got = model(x)
+    left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert left == batchnorms - folded == unfoldable  # ResNet's one: the aux head, unused in forward
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_fold_batchnorm_undoes_a_fold_that_changes_the_output():
+    class SkipBeforeNorm(torch.nn.Module):  # the conv output is also used by a sum the hooks cannot see
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = _with_trained_batchnorm(SkipBeforeNorm())
+    assert models.fold_batchnorm(model) == 0
+    assert isinstance(model.bn, torch.nn.BatchNorm2d)
+    with pytest.raises(ValueError, match="eval"):
+        models.fold_batchnorm(SkipBeforeNorm().train())

@@ -1,0 +1,40 @@
+"""The benchmark job end to end on a few tiny images: (a), (b) and (c) run and (b) matches (c)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from jobs.benchmark import main
+from pipeline.postprocess import decode_png
+
+
+def test_benchmark_reports_every_figure_and_the_plain_loop_matches_the_pipeline(ray_local, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--size", "64", "--images", "6", "--reps", "1", "--scale", "2", "--batch-size", "2", "--threads", "1"]
+    assert main([*argv, "--workdir", str(tmp_path), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    for line in ("(a) model alone", "(b) plain loop", "(c) pipeline,     6 images", "(c) pipeline,    12", "c/a ="):
+        assert line in printed
+    assert result["model_alone_images_per_second"] > 0 and result["plain_loop_images_per_second"] > 0
+    assert sorted(result["pipeline_runs"]) == ["12", "6"]
+    steady = result["steady_state"]
+    rate = steady["pipeline_images_per_second"]  # 6 more tiny images may take no longer: then None
+    assert steady["images"] == [6, 12] and (rate is None or rate > 0)
+    assert ("(c) steady state" in printed) and (rate is None) == ("not measurable" in printed)
+    assert result["pipeline_peak_workers_bytes"] > 0 and "MapBatches(Segmenter)" in result["pipeline_stage_seconds"]
+
+    # the same images through (b) and through (c) give the same masks and statistics
+    plain = pq.read_table(tmp_path / "plain" / "masks.parquet").to_pylist()
+    piped = pq.read_table(tmp_path / "pipeline" / "masks").to_pylist()  # the last (c) run: 12 images
+    by_name = {os.path.basename(r["source"]): r for r in piped}
+    assert len(plain) == 6 and len(piped) == 12
+    for row in plain:
+        other = by_name[os.path.basename(row["source"])]
+        mask, expected = decode_png(row["mask_png"]), decode_png(other["mask_png"])
+        assert (mask == expected).mean() > 0.999  # the two normalisations may round a tie differently
+        assert np.abs(np.subtract(row["class_pixels"], other["class_pixels"])).sum() <= mask.size // 1000 + 2
