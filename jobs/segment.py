@@ -36,18 +36,24 @@ def _base_type(annotation):
     return annotation
 
 
+def refuse(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     overrides, config_file = parse_args(argv)
     try:
         config = load_config(overrides, config_file)
         plan = preflight(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return refuse(exc)
     print(f"run {plan.run_id}: {config.model} ({plan.weights.name}) on {config.input} -> {config.output}", flush=True)
     try:
         record = run(config, plan)
+    except ConfigError as exc:  # found once listing starts: an input folder without images
+        return refuse(exc)
     except KeyboardInterrupt:
         print("interrupted: committed images are kept; rerun the same command to resume", file=sys.stderr)
         return 130

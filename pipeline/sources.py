@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import ray.data
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]
@@ -45,7 +45,14 @@ def read_inputs(config: RunConfig) -> ray.data.Dataset:
     fs, path = arrow_fs(config.input, config)
     scheme = "s3://" if is_s3(config.input) else ""
     if kind == "files":
-        ds = ray.data.read_binary_files(list_images(fs, path), include_paths=True, filesystem=fs)
+        paths = list_images(fs, path)
+        if not paths:
+            names = ", ".join(IMAGE_EXTENSIONS)
+            raise ConfigError([f"--input {config.input}: no image files in it ({names}); check the path"])
+        # one block per decode batch rather than Ray's size estimate (which varies with the
+        # cluster): each block reaches a single inference actor, so small blocks spread the work
+        blocks = max(1, -(-len(paths) // config.decode_batch_size))
+        ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=fs, override_num_blocks=blocks)
         ds = ds.map_batches(from_files, fn_kwargs={"scheme": scheme}, batch_format="pyarrow")
     elif kind == "parquet":
         columns = [config.image_column] + ([config.id_column] if config.id_column else [])

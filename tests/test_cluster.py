@@ -26,10 +26,10 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
-def images(folder: Path, count: int) -> Path:
+def images(folder: Path, count: int, height: int = 40, width: int = 48) -> Path:
     folder.mkdir()
     for i in range(count):
-        Image.fromarray(rgb(40 + i % 3, 48, i)).save(folder / f"{i:02d}.png")
+        Image.fromarray(rgb(height + i % 3, width, i)).save(folder / f"{i:02d}.png")
     return folder
 
 
@@ -47,9 +47,14 @@ def test_gpu_actor_pool_spreads_over_two_worker_nodes(tmp_path):
     ray.init(address=cluster.address, log_to_driver=False)
     context = ray.data.DataContext.get_current()
     waited, context.wait_for_min_actors_s = context.wait_for_min_actors_s, 300  # both actors up before work
+    # one batch in flight per actor: else the actor beside the decode tasks (locality) may queue all 8
+    in_flight, context.max_tasks_in_flight_per_actor = context.max_tasks_in_flight_per_actor, 1
     try:
         weights = varied_checkpoint(tmp_path / "w.pth")
-        argv = ["--input", str(images(tmp_path / "in", 16)), "--output", str(tmp_path / "out"), "--weights", weights]
+        # images large enough that inference, not decoding, is the slow stage: a batch then finds
+        # the first actor busy and goes to the second (an idle first actor would win every tie)
+        folder = images(tmp_path / "in", 16, height=320, width=320)
+        argv = ["--input", str(folder), "--output", str(tmp_path / "out"), "--weights", weights]
         flags = ["--classes", ",".join(CLASSES), "--num-gpus", "1", "--actors-min", "2", "--batch-size", "2"]
         assert main([*argv, *flags, "--decode-batch-size", "2"]) == 0
         masks, stats = read_tables(str(tmp_path / "out"))
@@ -58,7 +63,7 @@ def test_gpu_actor_pool_spreads_over_two_worker_nodes(tmp_path):
         by_node = json.loads((tmp_path / "out" / "_manifest.json").read_text())["runs"][-1]["rows_by_inference_node"]
         assert set(by_node) == {w.node_id for w in workers} and sum(by_node.values()) == 16
     finally:
-        context.wait_for_min_actors_s = waited
+        context.wait_for_min_actors_s, context.max_tasks_in_flight_per_actor = waited, in_flight
         ray.shutdown()
         cluster.shutdown()
 

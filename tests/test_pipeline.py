@@ -132,6 +132,15 @@ def test_bad_configuration_exits_2_before_writing(tmp_path, capsys, weights):
     assert "--modle: unknown option" in capsys.readouterr().err
 
 
+def test_a_folder_without_images_exits_2_naming_it(tmp_path, capsys, ray_local, weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    assert job(folder, tmp_path / "out", weights) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --input {folder}: no image files in it") and len(err.strip().splitlines()) == 1
+
+
 def test_images_of_other_sizes_in_a_batch_do_not_change_a_mask(weights):
     config = RunConfig(input="in", output="out", weights=weights, classes=list(CLASSES))
     segmenter = Segmenter(config, storage={})
