@@ -27,6 +27,8 @@ def fold_batchnorm(model: nn.Module, probe_size: int = 64) -> int:
     """
     if model.training:
         raise ValueError("fold_batchnorm: call model.eval() first; a model with folded BatchNorm cannot train")
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return 0  # nothing to fold: no probe pass (a VGG FCN's costs about a second on CPU)
     probe = torch.randn(1, 3, probe_size, probe_size, generator=torch.Generator().manual_seed(0))
     probe = probe.to(next(model.parameters()).device)
     calls: list[tuple[nn.Module, object, object]] = []
