@@ -64,10 +64,8 @@ class Segmenter:
         if self.device.type == "cpu":
             torch.set_num_threads(config.threads or max(1, int(config.cpus_per_actor)))
         model = build_model(config, storage)
-        meta = model.weights_meta
-        self.num_classes = meta.num_classes
-        self.mean = torch.tensor(meta.mean, device=self.device) * meta.value_range
-        self.inv_std = 1 / (torch.tensor(meta.std, device=self.device) * meta.value_range)
+        self.meta = model.weights_meta
+        self.num_classes = self.meta.num_classes
         self.amp = autocast_dtype(self.device, config.precision)
         # BatchNorm folded into its convolution: measured 1.6x faster on CPU here (fcn8s_mobilenet_v3)
         models.fold_batchnorm(model.eval())
@@ -132,7 +130,7 @@ class Segmenter:
 
     def forward(self, images: np.ndarray, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, h, w, 3]`` uint8 -> ``(class [N, H, W], probability of it)``, at ``size`` if given."""
-        x = self.normalise(torch.from_numpy(images).to(self.device, non_blocking=True))
+        x = self.meta.normalise(torch.from_numpy(images).to(self.device, non_blocking=True))
         amp = torch.autocast("cuda", dtype=self.amp) if self.amp else contextlib.nullcontext()
         with amp:
             logits = self.model(x)
@@ -143,17 +141,6 @@ class Segmenter:
         top, classes = logits.max(dim=1)
         prob = logits.sub_(top.unsqueeze(1)).exp_().sum(dim=1).reciprocal_()
         return classes, prob
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """``[N, h, w, 3]`` uint8 -> normalised float ``[N, 3, h, w]``, channels_last (the same memory).
-
-        Rows of ``w * 3`` values against a repeated ``(mean, 1 / std)`` row: 2.5x faster on CPU than
-        the same arithmetic broadcast over a channel axis of 3, and bit-identical to it.
-        """
-        n, h, w, _ = images.shape
-        rows = images.reshape(n * h, w * 3)
-        x = (rows - self.mean.repeat(w)).mul_(self.inv_std.repeat(w))  # uint8 - float32: one pass to float
-        return x.view(n, h, w, 3).permute(0, 3, 1, 2)
 
     def segment(self, images: np.ndarray, height: int, width: int, valid: list):
         """Masks ``[N, height, width]`` (255 where not valid), pixel counts and confidence sums ``[N, C]``."""

@@ -121,10 +121,7 @@ def random_crop(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.G
 
 def to_input(images: np.ndarray, record: Weights, device: torch.device) -> torch.Tensor:
     """``[N, H, W, 3]`` uint8 to a normalised float ``[N, 3, H, W]`` batch, channels-last (fastest on CPU)."""
-    x = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(device).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(record.mean, device=device).view(1, 3, 1, 1) * record.value_range
-    std = torch.tensor(record.std, device=device).view(1, 3, 1, 1) * record.value_range
-    return (x - mean) / std
+    return record.normalise(torch.from_numpy(np.require(images, requirements=["C", "W"])).to(device))
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, per_epoch: int) -> float:
