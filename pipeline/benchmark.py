@@ -77,6 +77,7 @@ def load_model(bench: BenchConfig) -> torch.nn.Module:
 
 
 def normalise(images: np.ndarray, meta: models.Weights) -> torch.Tensor:
+    """Normalisation as a user's own loop writes it (torchvision style), not the pipeline's ``Weights.normalise``."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / meta.value_range
     mean, std = torch.tensor(meta.mean).view(1, 3, 1, 1), torch.tensor(meta.std).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
