@@ -51,6 +51,11 @@ class RunConfig(BaseModel):
         None, gt=0, description="images per inference batch; default 4 on CPU (measured best), 32 on GPU"
     )
     decode_batch_size: int = Field(16, gt=0, description="images per decode task batch")
+    jpeg_decode: Literal["auto", "tasks", "actor"] = Field(
+        "auto",
+        description="where plain JPEGs are decoded: tasks (Pillow, CPU decode tasks), actor (the inference actor, "
+        "nvJPEG on its GPU); auto: actor when the pool has GPUs",
+    )
     actors_min: int | None = Field(
         None, ge=1, description="smallest inference actor pool; default the whole pool (1 while GPUs scale from zero)"
     )

@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageOps
 
+from .jpeg import actor_size, shorter_side_size
 from .rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
 
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # image of an error row; never segmented
@@ -37,6 +38,7 @@ def decode_batch(
     resize: int | None,
     max_pixels: int,
     options: RasterOptions = RasterOptions(),  # noqa: B008 (frozen, never mutated)
+    jpeg_in_actor_below: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode every row; a row that cannot be decoded keeps its place with an ``error``.
 
@@ -45,34 +47,41 @@ def decode_batch(
         resize: shorter side fed to the model, or ``None`` for the native size.
         max_pixels: larger images become error rows (Pillow's bomb guard stays on below it).
         options: band selection, scaling and no-data of scientific rasters.
+        jpeg_in_actor_below: when set (the tile size), plain JPEGs fed within it are not decoded
+            here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.jpeg``).
     """
     rows: dict[str, list] = {k: [] for k in ("image_id", "source", "frame", "height", "width", "image", "valid")}
-    rows.update({"crs": [], "geotransform": [], "error": []})
+    rows.update({"crs": [], "geotransform": [], "error": [], "jpeg": []})
     for image_id, source, blob, error in zip(
         batch["image_id"], batch["source"], batch["bytes"], batch["error"], strict=True
     ):
         frames: list[Raster] = []
         error = error if failed(error) else None
-        if error is None:
+        size = None  # (height, width) of a JPEG left to the inference actor
+        if error is None and jpeg_in_actor_below:
+            size = actor_size(blob, max_pixels=max_pixels, resize=resize, tile=jpeg_in_actor_below)
+        if error is None and size is None:
             try:
                 frames = decode_frames(blob, max_pixels, options)
             except Exception as exc:  # any decoder failure is this image's error row
                 error = describe_decode_error(exc)
         for raster in frames or [Raster(PLACEHOLDER)]:
             multi = raster.frame is not None
-            height, width = raster.rgb.shape[:2] if error is None else (0, 0)
+            height, width = (size or raster.rgb.shape[:2]) if error is None else (0, 0)
             rows["image_id"].append(f"{image_id}#{raster.frame}" if multi else image_id)
             rows["source"].append(source)
             rows["frame"].append(raster.frame if multi else -1)
             rows["height"].append(height)
             rows["width"].append(width)
-            rows["image"].append(resize_shorter(raster.rgb, resize) if resize and error is None else raster.rgb)
+            fed = resize and error is None and size is None
+            rows["image"].append(resize_shorter(raster.rgb, resize) if fed else raster.rgb)
             rows["valid"].append(ALL_VALID if raster.valid is None else raster.valid)
             rows["crs"].append(raster.crs)
             rows["geotransform"].append(
                 NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform)
             )
             rows["error"].append(error)
+            rows["jpeg"].append(blob if size is not None else b"")
     out = {k: _objects(v) for k, v in rows.items()}
     for key, dtype in (("frame", np.int32), ("height", np.int32), ("width", np.int32)):
         out[key] = np.asarray(rows[key], dtype)
@@ -120,10 +129,8 @@ def pil_to_rgb(image: Image.Image, options: RasterOptions = RasterOptions()) -> 
 
 
 def resize_shorter(rgb: np.ndarray, shorter: int) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    scale = shorter / min(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    height, width = shorter_side_size(*rgb.shape[:2], shorter)
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def describe_decode_error(exc: Exception) -> str:

@@ -141,7 +141,10 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     sink = MaskTableSink(out_fs, root, info, config.rows_per_file)
     resources = actor_resources(config)
     config = with_batch_size(config, resources["num_gpus"])
-    segmenter_args = {"config": config, "storage": _weights_options(config)}
+    segmenter_args = {"config": config, "storage": _weights_options(config), "resize": resize or None}
+    in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
+    decode_args = {"resize": resize or None, "max_pixels": config.max_pixels, "options": config.raster_options()}
+    decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
 
     ds = read_inputs(config)
     if len(committed):
@@ -149,7 +152,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     segmented = (
         ds.map_batches(
             decode_batch,
-            fn_kwargs={"resize": resize or None, "max_pixels": config.max_pixels, "options": config.raster_options()},
+            fn_kwargs=decode_args,
             batch_size=config.decode_batch_size,
             batch_format="numpy",
             # a memory request of its own (a decoded image needs it) also keeps Ray from

@@ -14,7 +14,9 @@ from torch.nn import functional as F
 import models
 
 from .config import RunConfig
-from .decode import reasons
+from .decode import decode_frames, describe_decode_error, reasons, resize_shorter
+from .jpeg import decode_jpegs, resize_on_device
+from .rasters import RasterOptions
 from .tiles import needs_tiles, segment_tiled
 
 
@@ -51,15 +53,25 @@ def default_batch_size(gpu: bool) -> int:
     return 32 if gpu else 4
 
 
+def stack_images(images: list, device: torch.device) -> torch.Tensor:
+    """``[N, h, w, 3]`` uint8 on ``device`` from arrays of the decode tasks and tensors decoded in the actor."""
+    if all(isinstance(image, np.ndarray) for image in images):
+        return torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
+    return torch.stack([torch.from_numpy(np.array(im)) if isinstance(im, np.ndarray) else im for im in images]).to(
+        device
+    )
+
+
 class Segmenter:
     """Loads the model once; ``__call__`` maps decoded rows to masks and per-class statistics.
 
     Args:
         config: the run configuration (model, weights, device, precision, threads).
         storage: fsspec options for an S3 checkpoint.
+        resize: shorter side fed to the model, for the JPEGs this actor decodes itself.
     """
 
-    def __init__(self, config: RunConfig, storage: dict) -> None:
+    def __init__(self, config: RunConfig, storage: dict, resize: int | None = None) -> None:
         self.device = pick_device(config.device)
         if self.device.type == "cpu":
             torch.set_num_threads(config.threads or max(1, int(config.cpus_per_actor)))
@@ -74,6 +86,7 @@ class Segmenter:
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
         self.tile, self.overlap = config.tile_size, config.tile_overlap
         self.batch_size = config.batch_size or default_batch_size(self.device.type == "cuda")
+        self.resize, self.max_pixels = resize, config.max_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(batch["image_id"])
@@ -81,17 +94,21 @@ class Segmenter:
         pixels = np.zeros((rows, self.num_classes), np.int64)
         confidence = np.zeros((rows, self.num_classes), np.float64)
         errors = reasons(batch["error"])
+        images, heights, widths = list(batch["image"]), batch["height"], batch["width"]
+        if "jpeg" in batch and self.decode_jpegs(batch["jpeg"], images, errors):
+            failed = np.array([e is not None for e in errors])  # an undecodable file has no size, as in decode
+            heights, widths = (np.where(failed, 0, side).astype(np.int32) for side in (heights, widths))
         groups, tiled = defaultdict(list), []  # same fed and source size: no padding ever changes a result
         for i in range(rows):
             masks[i] = np.zeros((1, 1), np.uint8)
             if errors[i] is None:
-                image = batch["image"][i]
-                key = (image.shape, int(batch["height"][i]), int(batch["width"][i]))
+                image = images[i]
+                key = (tuple(image.shape), int(heights[i]), int(widths[i]))
                 (tiled.append(i) if needs_tiles(image.shape, self.tile) else groups[key].append(i))
         with torch.inference_mode():
             for (_, height, width), index in groups.items():
                 valid = [self.valid(batch, i) for i in index]
-                for part, result in self.segment_fitting(batch["image"], index, height, width, valid):
+                for part, result in self.segment_fitting(images, index, height, width, valid):
                     if result is None:
                         errors[part[0]] = f"out of GPU memory even alone ({height}x{width}): lower --tile-size"
                         continue
@@ -100,11 +117,30 @@ class Segmenter:
                     pixels[part], confidence[part] = result[1], result[2]
             for i in tiled:
                 masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
-        keep = ("image_id", "source", "frame", "height", "width", "crs", "geotransform")
-        out = {k: batch[k] for k in keep}
+        keep = ("image_id", "source", "frame", "crs", "geotransform")
+        out = {**{k: batch[k] for k in keep}, "height": heights, "width": widths}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
         extra = {"error": errors, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}
         return {**out, **extra}
+
+    def decode_jpegs(self, jpegs: np.ndarray, images: list, errors: np.ndarray) -> bool:
+        """Decode the JPEGs the decode tasks left to this actor, in place of their placeholders.
+
+        A file the device's decoder refuses goes through Pillow, so its error row (or image)
+        is the one the CPU path gives. Returns whether any file could not be decoded.
+        """
+        index = [i for i, blob in enumerate(jpegs) if len(blob) and errors[i] is None]
+        decoded = decode_jpegs([jpegs[i] for i in index], self.device) if index else []
+        for i, image in zip(index, decoded, strict=True):
+            if image is not None:
+                images[i] = resize_on_device(image, self.resize)
+                continue
+            try:
+                rgb = decode_frames(jpegs[i], self.max_pixels, RasterOptions())[0].rgb
+                images[i] = resize_shorter(rgb, self.resize) if self.resize else rgb
+            except Exception as exc:  # any decoder failure is this image's error row
+                errors[i] = describe_decode_error(exc)
+        return any(errors[i] is not None for i in index)
 
     @staticmethod
     def valid(batch: dict[str, np.ndarray], i: int) -> np.ndarray | None:
@@ -117,7 +153,7 @@ class Segmenter:
         Only an image that does not fit even alone gets ``result = None`` (an error row).
         """
         try:
-            stack = np.stack([images[i] for i in index])
+            stack = stack_images([images[i] for i in index], self.device)
             yield index, self.segment(stack, height, width, valid[: len(index)])
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -128,9 +164,9 @@ class Segmenter:
             yield from self.segment_fitting(images, index[:half], height, width, valid[:half])
             yield from self.segment_fitting(images, index[half:], height, width, valid[half:])
 
-    def forward(self, images: np.ndarray, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None):
         """``[N, h, w, 3]`` uint8 -> ``(class [N, H, W], probability of it)``, at ``size`` if given."""
-        x = self.meta.normalise(torch.from_numpy(images).to(self.device, non_blocking=True))
+        x = self.meta.normalise(torch.as_tensor(images).to(self.device, non_blocking=True))
         amp = torch.autocast("cuda", dtype=self.amp) if self.amp else contextlib.nullcontext()
         with amp:
             logits = self.model(x)
@@ -142,7 +178,7 @@ class Segmenter:
         prob = logits.sub_(top.unsqueeze(1)).exp_().sum(dim=1).reciprocal_()
         return classes, prob
 
-    def segment(self, images: np.ndarray, height: int, width: int, valid: list):
+    def segment(self, images: torch.Tensor, height: int, width: int, valid: list):
         """Masks ``[N, height, width]`` (255 where not valid), pixel counts and confidence sums ``[N, C]``."""
         mask, prob = self.forward(images, (height, width))
         n, c = len(images), self.num_classes

@@ -34,11 +34,12 @@ def job(input_uri, output_uri, weights, *extra):
     return main([*argv, "--classes", ",".join(CLASSES), "--actors-max", "1", "--batch-size", "4", *extra])
 
 
-def test_local_folder_with_corrupt_files(tmp_path, ray_local, weights):
+@pytest.mark.parametrize("jpeg_decode", ["tasks", "actor"])
+def test_local_folder_with_corrupt_files(tmp_path, ray_local, weights, jpeg_decode):
     good, bad = good_images(), bad_images()
     write_tree(tmp_path / "in", {k: v[0] for k, v in {**good, **bad}.items()})
     (tmp_path / "in" / "notes.txt").write_text("not an image extension: skipped")
-    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    assert job(tmp_path / "in", tmp_path / "out", weights, "--jpeg-decode", jpeg_decode) == 0
 
     masks, stats = read_tables(str(tmp_path / "out"))
     rows = check_contract(masks, stats, CLASSES)
