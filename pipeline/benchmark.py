@@ -5,10 +5,11 @@ All three run on the same generated JPEG files, model, resolution, batch size an
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import resource
-import statistics
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,12 @@ from PIL import Image
 import models
 
 from .config import RunConfig
-from .measure import timed_run
+from .measure import GpuBusy, timed_run
 from .postprocess import encode_png
 from .scenes import make_scene
+from .segment import autocast_dtype, pick_device
+
+DISTINCT_SCENES = 256  # more files are byte copies of these: generating a scene costs 80 ms, decoding one 3
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class BenchConfig:
         scale: also run (c) on ``scale`` times the images; the extra images over the extra
             seconds give its steady-state rate, with start-up (actor start, model load) cancelled out.
         workdir: where inputs and outputs go.
+        device, precision: ``auto|cpu|cuda`` and the CUDA autocast dtype, in all three.
+        jpeg_decode, num_gpus: the job's ``--jpeg-decode`` and ``--num-gpus`` for (c).
     """
 
     model: str
@@ -56,24 +62,40 @@ class BenchConfig:
     reps: int
     scale: int
     workdir: str
+    device: str = "auto"
+    precision: str = "auto"
+    jpeg_decode: str = "auto"
+    num_gpus: float | None = None
 
 
 def make_inputs(folder: Path, count: int, size: int) -> list[Path]:
-    """Synthetic aerial scenes as JPEG files (generated once per folder)."""
+    """Synthetic aerial scenes as JPEG files (generated once per folder; past 256, copies)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:05d}.jpg" for i in range(count)]
     for i, path in enumerate(paths):
-        if not path.exists():
+        if path.exists():
+            continue
+        if i < DISTINCT_SCENES:
             Image.fromarray(make_scene(i, size, size)[0]).save(path, quality=90)
+        else:
+            shutil.copyfile(paths[i % DISTINCT_SCENES], path)
     return paths
 
 
-def load_model(bench: BenchConfig) -> torch.nn.Module:
-    """The model as the pipeline runs it: BatchNorm folded, channels_last."""
+def load_model(bench: BenchConfig) -> tuple[torch.nn.Module, torch.device, contextlib.AbstractContextManager]:
+    """The model as the pipeline runs it (BatchNorm folded, channels_last), its device and autocast."""
     weights = None if bench.weights == "random" else bench.weights
     model = models.get_model(bench.model, weights=weights).eval()
     models.fold_batchnorm(model)
-    return model.to(memory_format=torch.channels_last)
+    device = pick_device(bench.device)
+    dtype = autocast_dtype(device, bench.precision)
+    amp = torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+    return model.to(device, memory_format=torch.channels_last), device, amp
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def normalise(images: np.ndarray, meta: models.Weights) -> torch.Tensor:
@@ -83,37 +105,59 @@ def normalise(images: np.ndarray, meta: models.Weights) -> torch.Tensor:
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def model_alone(bench: BenchConfig, paths: list[Path]) -> float:
-    """(a) forward passes over tensors already in memory: the ceiling, images/s."""
+def model_alone(bench: BenchConfig, paths: list[Path]) -> tuple[float, dict | None]:
+    """(a) forward passes over tensors already in memory (on the device): the ceiling.
+
+    Returns images/s and the GPU's busy figures (``None`` on CPU).
+    """
     torch.set_num_threads(bench.threads)
-    model = load_model(bench)
+    model, device, amp = load_model(bench)
     images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
     batches = [
-        normalise(images[i : i + bench.batch_size], model.weights_meta) for i in range(0, len(paths), bench.batch_size)
+        normalise(images[i : i + bench.batch_size], model.weights_meta).to(device)
+        for i in range(0, len(paths), bench.batch_size)
     ]
-    with torch.inference_mode():
-        model(batches[0])  # warm-up
-        started = time.perf_counter()
-        for x in batches:
-            model(x).argmax(dim=1)
-    return len(paths) / (time.perf_counter() - started)
+    with torch.inference_mode(), amp:
+        for x in batches[:3]:  # warm-up: kernels chosen, memory pools grown
+            model(x)
+        synchronize(device)
+        with GpuBusy() as gpu:
+            started = time.perf_counter()
+            for x in batches:
+                model(x).argmax(dim=1)
+            synchronize(device)
+            seconds = time.perf_counter() - started
+    return len(paths) / seconds, gpu.summary()
 
 
-def plain_loop(bench: BenchConfig, paths: list[Path], out: Path) -> float:
+def plain_loop(bench: BenchConfig, paths: list[Path], out: Path) -> tuple[float, dict | None]:
     """(b) one process: read, decode, preprocess, run, encode masks, write Parquet with pyarrow.
 
     It computes what the pipeline's masks table holds: the mask, pixels and mean confidence per class.
+    Returns images/s and the GPU's busy figures (``None`` on CPU).
     """
     torch.set_num_threads(bench.threads)
-    started = time.perf_counter()
-    model = load_model(bench)
+    with GpuBusy() as gpu:
+        started = time.perf_counter()
+        rows = plain_rows(bench, paths)
+        out.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(rows), out / "masks.parquet")
+        seconds = time.perf_counter() - started
+    return len(paths) / seconds, gpu.summary()
+
+
+def plain_rows(bench: BenchConfig, paths: list[Path]) -> dict[str, list]:
+    """The body of the loop a user writes: model load, then decode, run and encode batch by batch."""
+    model, device, amp = load_model(bench)
     classes = model.weights_meta.num_classes
     rows = {"source": [], "height": [], "width": [], "mask_png": [], "class_pixels": [], "class_confidence": []}
     with torch.inference_mode():
         for i in range(0, len(paths), bench.batch_size):
             chunk = paths[i : i + bench.batch_size]
             images = np.stack([np.asarray(Image.open(io.BytesIO(p.read_bytes())).convert("RGB")) for p in chunk])
-            probs, masks = model(normalise(images, model.weights_meta)).softmax(dim=1).max(dim=1)
+            with amp:
+                logits = model(normalise(images, model.weights_meta).to(device))
+            probs, masks = (t.cpu() for t in logits.float().softmax(dim=1).max(dim=1))
             for path, mask, prob in zip(chunk, masks.to(torch.uint8).numpy(), probs.numpy(), strict=True):
                 pixels = np.bincount(mask.ravel(), minlength=classes)
                 confidence = np.bincount(mask.ravel(), weights=prob.ravel(), minlength=classes)
@@ -123,28 +167,28 @@ def plain_loop(bench: BenchConfig, paths: list[Path], out: Path) -> float:
                 rows["mask_png"].append(encode_png(mask))
                 rows["class_pixels"].append(pixels.tolist())
                 rows["class_confidence"].append((confidence / np.maximum(pixels, 1)).tolist())
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(rows), out / "masks.parquet")
-    return len(paths) / (time.perf_counter() - started)
+    return rows
 
 
 def bench_config(bench: BenchConfig, folder: Path, out: Path, **extra) -> RunConfig:
     """The job's own configuration for a benchmark run (native size, overwrite)."""
     return RunConfig(
         input=str(folder), output=str(out), model=bench.model, weights=bench.weights, batch_size=bench.batch_size,
-        threads=bench.actor_threads, num_cpus=bench.num_cpus, mode="overwrite", resize=0, **extra,
+        threads=bench.actor_threads, num_cpus=bench.num_cpus, mode="overwrite", resize=0, device=bench.device,
+        precision=bench.precision, jpeg_decode=bench.jpeg_decode, num_gpus=bench.num_gpus, **extra,
     )  # fmt: skip
 
 
 def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
     """(c) the pipeline end to end through ``jobs.segment``'s code path."""
-    record, seconds, memory = timed_run(bench_config(bench, folder, out))
+    record, seconds, memory, gpu = timed_run(bench_config(bench, folder, out))
     return {
         "images_per_second": record["counts"]["rows"] / seconds,
         "seconds": seconds,
         "peak_driver_bytes": memory.driver,
         "peak_workers_bytes": memory.workers,
         "stage_seconds": record.get("stage_seconds", {}),
+        "gpu": gpu.summary(),
     }
 
 
@@ -156,8 +200,8 @@ def benchmark(bench: BenchConfig) -> dict:
     """
     work = Path(bench.workdir)
     paths = make_inputs(work / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
-    a = statistics.median(model_alone(bench, paths) for _ in range(bench.reps))
-    b = statistics.median(plain_loop(bench, paths, work / "plain") for _ in range(bench.reps))
+    a, a_gpu = median_run([model_alone(bench, paths) for _ in range(bench.reps)])
+    b, b_gpu = median_run([plain_loop(bench, paths, work / "plain") for _ in range(bench.reps)])
     counts = [bench.images] + ([bench.images * bench.scale] if bench.scale > 1 else [])
     c = {n: pipeline_runs(bench, n) for n in counts}
     first = c[bench.images]
@@ -172,6 +216,8 @@ def benchmark(bench: BenchConfig) -> dict:
         "pipeline_peak_workers_bytes": first["peak_workers_bytes"],
         "pipeline_stage_seconds": first["stage_seconds"],
         "pipeline_runs": {str(n): r for n, r in c.items()},
+        "gpu": {"model_alone": a_gpu, "plain_loop": b_gpu, "pipeline": first["gpu"]} if a_gpu else None,
+        "device": torch.cuda.get_device_name() if a_gpu else "cpu",
         "benchmark_process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "cpu_count": os.cpu_count(),
     }
@@ -191,6 +237,11 @@ def benchmark(bench: BenchConfig) -> dict:
     return result
 
 
+def median_run(runs: list[tuple[float, dict | None]]) -> tuple[float, dict | None]:
+    """The median ``(images/s, GPU figures)`` of repeated runs."""
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+
+
 def pipeline_runs(bench: BenchConfig, count: int) -> dict:
     """(c) on ``count`` images, ``reps`` times: median time, largest peaks, the median run's stage times."""
     folder = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{count}", count, bench.size)[0].parent
@@ -205,6 +256,7 @@ def pipeline_runs(bench: BenchConfig, count: int) -> dict:
         "peak_driver_bytes": max(r["peak_driver_bytes"] for r in runs),
         "peak_workers_bytes": max(r["peak_workers_bytes"] for r in runs),
         "stage_seconds": median["stage_seconds"],
+        "gpu": median["gpu"],
     }
 
 
@@ -218,7 +270,7 @@ def huge_image(bench: BenchConfig, side: int, tile: int, overlap: int) -> dict:
         reps = -(-side // 2000)
         Image.fromarray(np.tile(block, (reps, reps, 1))[:side, :side]).save(path, quality=90)
     limits = {"tile_size": tile, "tile_overlap": overlap, "max_pixels": side * side + 1}
-    record, seconds, memory = timed_run(bench_config(bench, folder, Path(bench.workdir) / "huge-out", **limits))
+    record, seconds, memory, _ = timed_run(bench_config(bench, folder, Path(bench.workdir) / "huge-out", **limits))
     return {
         "side": side, "tile": tile, "overlap": overlap, "seconds": seconds, "status_ok": record["counts"]["ok"],
         "peak_driver_bytes": memory.driver, "peak_workers_bytes": memory.workers,

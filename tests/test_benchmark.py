@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -38,3 +39,19 @@ def test_benchmark_reports_every_figure_and_the_plain_loop_matches_the_pipeline(
         mask, expected = decode_png(row["mask_png"]), decode_png(other["mask_png"])
         assert (mask == expected).mean() > 0.999  # the two normalisations may round a tie differently
         assert np.abs(np.subtract(row["class_pixels"], other["class_pixels"])).sum() <= mask.size // 1000 + 2
+
+
+def test_gpu_busy_reads_nvidia_smi_samples(tmp_path, monkeypatch):
+    from pipeline.measure import GpuBusy
+
+    fake = tmp_path / "nvidia-smi"  # prints what `nvidia-smi --query-gpu=... --loop-ms=...` prints
+    fake.write_text("#!/bin/sh\nprintf '0, 100\\n50, 200\\n100, 300\\n[N/A], 1\\n0, 250\\n'\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with GpuBusy() as gpu:
+        deadline = time.monotonic() + 10
+        while len(gpu.samples) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    summary = gpu.summary()
+    assert summary["samples"] == 4 and summary["busy_percent"] == 37.5  # the [N/A] line is skipped
+    assert summary["busy_percent_active"] == 75.0 and summary["peak_memory_mib"] == 300
