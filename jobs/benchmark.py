@@ -7,8 +7,10 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
+from pathlib import Path
 
-from pipeline.benchmark import BenchConfig, benchmark, huge_image
+from pipeline.benchmark import BenchConfig, benchmark, huge_image, make_inputs, median_run, model_alone
 from pipeline.model_zoo import model_zoo
 
 
@@ -34,6 +36,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--jpeg-decode", default="auto", choices=["auto", "tasks", "actor"], help="the job's --jpeg-decode for (c)"
     )
     parser.add_argument("--num-gpus", type=float, default=None, help="GPUs per inference actor of (c) (0.5: two)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[,FIELD=VALUE]",
+        help="run (c) again with these changes, e.g. jpeg_decode=tasks or num_gpus=0.5 (repeatable)",
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument(
         "--scale", type=int, default=4, help="also run (c) on this x N images: steady-state rate, memory; 1 = off"
@@ -41,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--huge", type=int, default=0, help="only: one image of this side through the job, in tiles")
     parser.add_argument("--tile-size", type=int, default=1024, help="tile side for --huge")
     parser.add_argument("--tile-overlap", type=int, default=128, help="tile overlap for --huge")
+    parser.add_argument(
+        "--sweep", default=None, help="only: (a) at each of these comma-separated batch sizes, e.g. 8,16,32,64"
+    )
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -73,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.huge}x{args.huge} in {args.tile_size}-px tiles: {result['seconds']:.1f} s, ", end="")
         driver, workers = result["peak_driver_bytes"] / mib, result["peak_workers_bytes"] / mib
         print(f"peak driver {driver:.0f} MiB, Ray workers {workers:.0f} MiB")
+    elif args.sweep:
+        result = {"sweep": batch_sweep(args, [int(b) for b in args.sweep.split(",")])}
     elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"zoo": rows}
     else:
         bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=args.scale)
-        result = benchmark(bench)
+        result = benchmark(bench, variants(args.also))
         print_summary(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -89,15 +103,63 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def variants(also: list[str]) -> dict[str, dict]:
+    """``--also`` values as label -> changed ``BenchConfig`` fields (numbers parsed as numbers)."""
+    return {label: {k: number(v) for k, v in (part.split("=", 1) for part in label.split(","))} for label in also}
+
+
+def number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def batch_sweep(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
+    """(a), the model alone, at each batch size: the figures behind the --batch-size default."""
+    bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=1)
+    paths = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
+    rows = []
+    for size in sizes:
+        rate, gpu = median_run([model_alone(replace(bench, batch_size=size), paths) for _ in range(bench.reps)])
+        rows.append({"batch_size": size, "images_per_second": rate, "gpu": gpu})
+        busy = f", GPU busy {gpu['busy_percent']:.0f}%, peak {gpu['peak_memory_mib']:.0f} MiB" if gpu else ""
+        print(f"(a) {args.model} at {args.size}, batch {size:>4}: {rate:8.2f} images/s{busy}", flush=True)
+    return rows
+
+
 def print_summary(result: dict) -> None:
-    mib, images = 1 << 20, result["config"]["images"]
     a, b = result["model_alone_images_per_second"], result["plain_loop_images_per_second"]
-    print(f"(a) model alone               {a:8.2f} images/s")
-    print(f"(b) plain loop                {b:8.2f} images/s")
-    for count, run in result["pipeline_runs"].items():
-        print(f"(c) pipeline, {count:>5} images   {run['images_per_second']:8.2f} images/s end to end")
-    print(f"end to end on {images} images: c/a = {result['c_over_a']:.3f}   c/b = {result['c_over_b']:.3f}")
-    steady = result.get("steady_state")
+    print(f"(a) model alone               {a:8.2f} images/s{gpu_note(result['gpu_model_alone'])}")
+    print(f"(b) plain loop                {b:8.2f} images/s{gpu_note(result['gpu_plain_loop'])}")
+    print_pipeline(result, result["config"]["images"])
+    for label, figures in result["variants"].items():
+        print(f"--- (c) again with {label}")
+        print_pipeline(figures, result["config"]["images"])
+    if result["device"] != "cpu":
+        print(f"Ray Data's published ResNet-50 batch inference: about {RAY_DATA_T4} images/s per T4 GPU (10 TB scale)")
+
+
+RAY_DATA_T4 = 290  # images/s per T4: Ray Data's published ResNet-50 batch inference at 10 TB scale
+
+
+def gpu_note(gpu: dict | None) -> str:
+    """GPU busy share over the measurement and from its first to its last kernel, and peak memory."""
+    if not gpu:
+        return ""
+    busy, active, peak = (gpu[k] for k in ("busy_percent", "busy_percent_active", "peak_memory_mib"))
+    return f"   GPU busy {busy:.1f}% ({active:.1f}% first to last kernel), peak {peak:.0f} MiB"
+
+
+def print_pipeline(figures: dict, images: int) -> None:
+    mib = 1 << 20
+    for count, run in figures["pipeline_runs"].items():
+        rate = run["images_per_second"]
+        print(f"(c) pipeline, {count:>5} images   {rate:8.2f} images/s end to end{gpu_note(run['gpu'])}")
+    print(f"end to end on {images} images: c/a = {figures['c_over_a']:.3f}   c/b = {figures['c_over_b']:.3f}")
+    steady = figures.get("steady_state")
     if steady:
         small, large = steady["images"]
         if steady["pipeline_images_per_second"] is None:
@@ -108,30 +170,10 @@ def print_summary(result: dict) -> None:
             print(f"steady state: c/a = {steady['c_over_a']:.3f}   c/b = {steady['c_over_b']:.3f}")
         print(f"peak memory at {large} vs {small} images: ", end="")
         print(f"workers x{steady['workers_memory_ratio']:.2f}, driver x{steady['driver_memory_ratio']:.2f}")
-    print(f"peak memory ({images} images): driver {result['pipeline_peak_driver_bytes'] / mib:.0f} MiB, ", end="")
-    print(f"Ray workers (sum) {result['pipeline_peak_workers_bytes'] / mib:.0f} MiB")
-    print("task time by stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result["pipeline_stage_seconds"].items()))
-    if result["gpu"]:
-        print_gpu(result)
-
-
-RAY_DATA_T4 = 290  # images/s per T4: Ray Data's published ResNet-50 batch inference at 10 TB scale
-
-
-def print_gpu(result: dict) -> None:
-    """GPU busy share of each measurement, and the pipeline's rate per GPU beside Ray Data's figure."""
-    gpu = result["gpu"]
-    for name, label in (("model_alone", "(a)"), ("plain_loop", "(b)"), ("pipeline", "(c)")):
-        g = gpu[name] or {}
-        busy, active, peak = (g.get(k, 0) for k in ("busy_percent", "busy_percent_active", "peak_memory_mib"))
-        print(
-            f"GPU busy {label} {busy:5.1f}% of the run, {active:5.1f}% from first to last kernel; peak {peak:.0f} MiB"
-        )
-    runs = result["pipeline_runs"]
-    largest = runs[max(runs, key=int)]
-    print(f"(c) on {result['device']}: {largest['images_per_second']:.0f} images/s per GPU end to end, ", end="")
-    print(f"GPU busy {(largest['gpu'] or {}).get('busy_percent', 0):.1f}% ({max(runs, key=int)} images); ", end="")
-    print(f"Ray Data's published ResNet-50 figure: about {RAY_DATA_T4} images/s per T4")
+    print(f"peak memory ({images} images): driver {figures['pipeline_peak_driver_bytes'] / mib:.0f} MiB, ", end="")
+    print(f"Ray workers (sum) {figures['pipeline_peak_workers_bytes'] / mib:.0f} MiB")
+    stages = figures["pipeline_stage_seconds"]
+    print("task time by stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
 
 
 if __name__ == "__main__":

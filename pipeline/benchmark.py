@@ -11,7 +11,7 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,16 +69,17 @@ class BenchConfig:
 
 
 def make_inputs(folder: Path, count: int, size: int) -> list[Path]:
-    """Synthetic aerial scenes as JPEG files (generated once per folder; past 256, copies)."""
+    """Synthetic aerial scenes as JPEG files: the first 256 generated once per size, the rest byte copies."""
+    scenes = folder.parent / f"scenes-{size}"
+    scenes.mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:05d}.jpg" for i in range(count)]
     for i, path in enumerate(paths):
-        if path.exists():
-            continue
-        if i < DISTINCT_SCENES:
-            Image.fromarray(make_scene(i, size, size)[0]).save(path, quality=90)
-        else:
-            shutil.copyfile(paths[i % DISTINCT_SCENES], path)
+        scene = scenes / f"{i % DISTINCT_SCENES:05d}.jpg"
+        if not scene.exists():
+            Image.fromarray(make_scene(i % DISTINCT_SCENES, size, size)[0]).save(scene, quality=90)
+        if not path.exists():
+            shutil.copyfile(scene, path)
     return paths
 
 
@@ -192,23 +193,42 @@ def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
     }
 
 
-def benchmark(bench: BenchConfig) -> dict:
+def benchmark(bench: BenchConfig, variants: dict[str, dict] | None = None) -> dict:
     """Run (a), (b) and (c) ``reps`` times each and report medians and ratios.
 
     (c) runs on ``images`` and, with ``scale``, on ``scale`` times as many: the steady-state rate
     and the peak memory at both sizes (flat when the pipeline streams) come from the pair.
+    Each of ``variants`` (label -> changed ``BenchConfig`` fields) runs (c) again on the same cluster.
     """
     work = Path(bench.workdir)
     paths = make_inputs(work / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
     a, a_gpu = median_run([model_alone(bench, paths) for _ in range(bench.reps)])
     b, b_gpu = median_run([plain_loop(bench, paths, work / "plain") for _ in range(bench.reps)])
-    counts = [bench.images] + ([bench.images * bench.scale] if bench.scale > 1 else [])
-    c = {n: pipeline_runs(bench, n) for n in counts}
-    first = c[bench.images]
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the preloaded tensors of (a) stay reserved otherwise, beside the actors
     result = {
         "config": bench.__dict__,
         "model_alone_images_per_second": a,
         "plain_loop_images_per_second": b,
+        **pipeline_figures(bench, a, b),
+        "gpu_model_alone": a_gpu,
+        "gpu_plain_loop": b_gpu,
+        "device": torch.cuda.get_device_name() if a_gpu else "cpu",
+        "cpu_count": os.cpu_count(),
+    }
+    result["variants"] = {
+        label: pipeline_figures(replace(bench, **changes), a, b) for label, changes in (variants or {}).items()
+    }
+    result["benchmark_process_max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return result
+
+
+def pipeline_figures(bench: BenchConfig, a: float, b: float) -> dict:
+    """(c) on ``images`` and ``scale`` times as many, with its ratios to (a) and (b)."""
+    counts = [bench.images] + ([bench.images * bench.scale] if bench.scale > 1 else [])
+    c = {n: pipeline_runs(bench, n) for n in counts}
+    first = c[bench.images]
+    result = {
         "pipeline_images_per_second": first["images_per_second"],
         "c_over_a": first["images_per_second"] / a,
         "c_over_b": first["images_per_second"] / b,
@@ -216,10 +236,6 @@ def benchmark(bench: BenchConfig) -> dict:
         "pipeline_peak_workers_bytes": first["peak_workers_bytes"],
         "pipeline_stage_seconds": first["stage_seconds"],
         "pipeline_runs": {str(n): r for n, r in c.items()},
-        "gpu": {"model_alone": a_gpu, "plain_loop": b_gpu, "pipeline": first["gpu"]} if a_gpu else None,
-        "device": torch.cuda.get_device_name() if a_gpu else "cpu",
-        "benchmark_process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "cpu_count": os.cpu_count(),
     }
     if len(counts) == 2:
         large = c[counts[1]]
