@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"zoo": rows}
     else:
         bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=args.scale)
-        result = benchmark(bench, variants(args.also))
+        result = benchmark(bench, variants(args.also), log=lambda line: print(line, flush=True))
         print_summary(result)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

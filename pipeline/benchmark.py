@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -193,40 +194,47 @@ def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
     }
 
 
-def benchmark(bench: BenchConfig, variants: dict[str, dict] | None = None) -> dict:
+def benchmark(bench: BenchConfig, variants: dict[str, dict] | None = None, log: Callable[[str], None] = print) -> dict:
     """Run (a), (b) and (c) ``reps`` times each and report medians and ratios.
 
     (c) runs on ``images`` and, with ``scale``, on ``scale`` times as many: the steady-state rate
     and the peak memory at both sizes (flat when the pipeline streams) come from the pair.
     Each of ``variants`` (label -> changed ``BenchConfig`` fields) runs (c) again on the same cluster.
+    ``log`` gets each figure as it is measured (a long run cut short still tells what it found).
     """
     work = Path(bench.workdir)
     paths = make_inputs(work / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
     a, a_gpu = median_run([model_alone(bench, paths) for _ in range(bench.reps)])
+    log(f"measured (a) {a:.2f} images/s, GPU {a_gpu}")
     b, b_gpu = median_run([plain_loop(bench, paths, work / "plain") for _ in range(bench.reps)])
+    log(f"measured (b) {b:.2f} images/s, GPU {b_gpu}")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the preloaded tensors of (a) stay reserved otherwise, beside the actors
     result = {
         "config": bench.__dict__,
         "model_alone_images_per_second": a,
         "plain_loop_images_per_second": b,
-        **pipeline_figures(bench, a, b),
+        **pipeline_figures(bench, a, b, log),
         "gpu_model_alone": a_gpu,
         "gpu_plain_loop": b_gpu,
         "device": torch.cuda.get_device_name() if a_gpu else "cpu",
         "cpu_count": os.cpu_count(),
     }
     result["variants"] = {
-        label: pipeline_figures(replace(bench, **changes), a, b) for label, changes in (variants or {}).items()
+        label: pipeline_figures(replace(bench, **changes), a, b, log) for label, changes in (variants or {}).items()
     }
     result["benchmark_process_max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return result
 
 
-def pipeline_figures(bench: BenchConfig, a: float, b: float) -> dict:
+def pipeline_figures(bench: BenchConfig, a: float, b: float, log: Callable[[str], None]) -> dict:
     """(c) on ``images`` and ``scale`` times as many, with its ratios to (a) and (b)."""
     counts = [bench.images] + ([bench.images * bench.scale] if bench.scale > 1 else [])
-    c = {n: pipeline_runs(bench, n) for n in counts}
+    c = {}
+    for n in counts:
+        c[n] = pipeline_runs(bench, n)
+        runs, stages, gpu = (c[n][k] for k in ("runs_images_per_second", "stage_seconds", "gpu"))
+        log(f"measured (c) on {n} images: {runs} images/s, stages {stages}, GPU {gpu}")
     first = c[bench.images]
     result = {
         "pipeline_images_per_second": first["images_per_second"],
