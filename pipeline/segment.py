@@ -53,39 +53,6 @@ def default_batch_size(gpu: bool) -> int:
     return 32 if gpu else 4
 
 
-def class_sums(mask: torch.Tensor, prob: torch.Tensor, keep: torch.Tensor | None, classes: int):
-    """Pixels ``[N, C]`` and summed top-class probability ``[N, C]`` (float64) per image and class.
-
-    Args:
-        mask, prob: ``[N, H, W]`` class ids and their probabilities.
-        keep: ``[N, H, W]`` pixels to count, or ``None`` for all.
-        classes: C.
-    """
-    # on a GPU torch.bincount's atomics serialise when most pixels share a few classes (the usual
-    # case): measured slower than the forward pass there, so CUDA takes one-hot reductions
-    return (onehot_sums if mask.is_cuda else bincount_sums)(mask, prob, keep, classes)
-
-
-def bincount_sums(mask: torch.Tensor, prob: torch.Tensor, keep: torch.Tensor | None, classes: int):
-    """``class_sums`` as one bincount over ``image * classes + class`` (the fast way on CPU)."""
-    n = len(mask)
-    flat = mask + torch.arange(n, device=mask.device).view(n, 1, 1) * classes
-    if keep is not None:
-        flat, prob = flat[keep], prob[keep]
-    counts = torch.bincount(flat.flatten(), minlength=n * classes).view(n, classes)
-    return counts, torch.bincount(flat.flatten(), weights=prob.flatten().double(), minlength=n * classes).view(
-        n, classes
-    )
-
-
-def onehot_sums(mask: torch.Tensor, prob: torch.Tensor, keep: torch.Tensor | None, classes: int):
-    """``class_sums`` as reductions of a ``[N, C, H, W]`` one-hot mask: no atomics (the fast way on CUDA)."""
-    onehot = mask.unsqueeze(1) == torch.arange(classes, device=mask.device).view(1, classes, 1, 1)
-    if keep is not None:
-        onehot &= keep.unsqueeze(1)
-    return onehot.sum((2, 3)), (onehot * prob.unsqueeze(1)).sum((2, 3), dtype=torch.float64)
-
-
 def stack_images(images: list, device: torch.device) -> torch.Tensor:
     """``[N, h, w, 3]`` uint8 on ``device`` from arrays of the decode tasks and tensors decoded in the actor."""
     if all(isinstance(image, np.ndarray) for image in images):
@@ -214,16 +181,19 @@ class Segmenter:
     def segment(self, images: torch.Tensor, height: int, width: int, valid: list):
         """Masks ``[N, height, width]`` (255 where not valid), pixel counts and confidence sums ``[N, C]``."""
         mask, prob = self.forward(images, (height, width))
-        keep = None  # the common case, every pixel valid, skips the masking
+        n, c = len(images), self.num_classes
+        flat = mask + torch.arange(n, device=mask.device).view(n, 1, 1) * c
+        keep = None  # the common case, every pixel valid, skips the boolean indexing
         if any(v is not None for v in valid):
             keep = torch.ones_like(mask, dtype=torch.bool)
             for j, v in enumerate(valid):
                 if v is not None:
                     keep[j] = torch.from_numpy(v).to(mask.device)
-        counts, conf = class_sums(mask, prob, keep, self.num_classes)
-        if keep is not None:
+            flat, prob = flat[keep], prob[keep]
             mask = mask.masked_fill(~keep, 255)
-        mask = mask.to(torch.uint8 if self.num_classes < 256 else torch.int32)
+        counts = torch.bincount(flat.flatten(), minlength=n * c).view(n, c)
+        conf = torch.bincount(flat.flatten(), weights=prob.flatten().double(), minlength=n * c).view(n, c)
+        mask = mask.to(torch.uint8 if c < 256 else torch.int32)
         return mask.cpu().numpy(), counts.cpu().numpy(), conf.cpu().numpy()
 
     def segment_huge(self, batch: dict[str, np.ndarray], i: int):
