@@ -10,7 +10,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.benchmark import BenchConfig, benchmark, huge_image, make_inputs, median_run, model_alone
+from pipeline.baselines import model_alone
+from pipeline.benchmark import BenchConfig, benchmark, huge_image, make_inputs, median_run
 from pipeline.model_zoo import model_zoo
 
 
