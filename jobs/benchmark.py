@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.baselines import model_alone
+from pipeline.baselines import actor_breakdown, model_alone
 from pipeline.benchmark import BenchConfig, benchmark, huge_image, make_inputs, median_run
 from pipeline.model_zoo import model_zoo
 
@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sweep", default=None, help="only: (a) at each of these comma-separated batch sizes, e.g. 8,16,32,64"
     )
+    parser.add_argument(
+        "--actor-parts", action="store_true", help="only: ms per batch of each part of the inference actor's work"
+    )
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -88,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak driver {driver:.0f} MiB, Ray workers {workers:.0f} MiB")
     elif args.sweep:
         result = {"sweep": batch_sweep(args, [int(b) for b in args.sweep.split(",")])}
+    elif args.actor_parts:
+        bench = bench_config(args, size=args.size, images=args.batch_size, reps=args.reps, scale=1)
+        paths = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
+        result = {"actor_parts_ms_per_batch": actor_breakdown(bench, paths)}
+        for name, ms in result["actor_parts_ms_per_batch"].items():
+            print(f"{name:<24}{ms:9.1f} ms per batch of {args.batch_size} ({args.model}, {args.size} px)")
     elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")

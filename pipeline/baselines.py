@@ -113,3 +113,47 @@ def plain_rows(bench: BenchConfig, paths: list[Path]) -> dict[str, list]:
                 rows["class_pixels"].append(pixels.tolist())
                 rows["class_confidence"].append((confidence / np.maximum(pixels, 1)).tolist())
     return rows
+
+
+def actor_breakdown(bench: BenchConfig, paths: list[Path], reps: int = 5) -> dict[str, float]:
+    """Milliseconds per batch of each part of the inference actor's work, on one process and no Ray.
+
+    Where the actor's Ray task time (the manifest's stage seconds) exceeds ``call``, the rest is
+    Ray's own per-batch work in the actor.
+    """
+    from .config import RunConfig
+    from .decode import decode_batch
+    from .segment import Segmenter
+
+    config = RunConfig(
+        input="in", output="out", model=bench.model, weights=bench.weights, batch_size=bench.batch_size,
+        device=bench.device, precision=bench.precision, threads=bench.actor_threads,
+    )  # fmt: skip
+    segmenter = Segmenter(config, storage={})
+    blobs = [p.read_bytes() for p in paths[: bench.batch_size]]
+    rows = {"image_id": [str(p) for p in paths[: len(blobs)]], "bytes": blobs, "error": [None] * len(blobs)}
+    batch = {k: np.array(v, dtype=object) for k, v in {**rows, "source": rows["image_id"]}.items()}
+    decoded = decode_batch(batch, resize=None, max_pixels=10**9)
+    left = decode_batch(batch, resize=None, max_pixels=10**9, jpeg_in_actor_below=10**6)
+    host = np.stack(list(decoded["image"]))
+    x = torch.from_numpy(host).to(segmenter.device)
+    size, device = host.shape[1:3], segmenter.device
+    parts = {
+        "host_to_device": lambda: torch.from_numpy(host).to(device),
+        "decode_jpegs_in_actor": lambda: segmenter.decode_jpegs(left["jpeg"], list(left["image"]), decoded["error"]),
+        "forward": lambda: segmenter.forward(x, size),
+        "segment": lambda: segmenter.segment(x, *size, [None] * len(host)),
+        "call_task_decoded": lambda: segmenter(decoded),
+        "call_actor_decoded": lambda: segmenter(left),
+    }
+    timings = {}
+    with torch.inference_mode():
+        for name, part in parts.items():
+            part()  # warm-up
+            synchronize(device)
+            started = time.perf_counter()
+            for _ in range(reps):
+                part()
+            synchronize(device)
+            timings[name] = (time.perf_counter() - started) / reps * 1000
+    return timings

@@ -55,3 +55,15 @@ def test_gpu_busy_reads_nvidia_smi_samples(tmp_path, monkeypatch):
     summary = gpu.summary()
     assert summary["samples"] == 4 and summary["busy_percent"] == 37.5  # the [N/A] line is skipped
     assert summary["busy_percent_active"] == 75.0 and summary["peak_memory_mib"] == 300
+
+
+def test_actor_parts_time_each_part_of_the_inference_actor(tmp_path, capsys):
+    out = tmp_path / "parts.json"
+    argv = ["--actor-parts", "--size", "48", "--batch-size", "2", "--reps", "1", "--workdir", str(tmp_path)]
+    assert main([*argv, "--json", str(out)]) == 0
+    parts = json.loads(out.read_text())["actor_parts_ms_per_batch"]
+    assert set(parts) == {
+        "host_to_device", "decode_jpegs_in_actor", "forward", "segment", "call_task_decoded", "call_actor_decoded",
+    }  # fmt: skip
+    assert all(ms > 0 for name, ms in parts.items() if name != "host_to_device")  # a CPU "copy" may take no time
+    assert "forward" in capsys.readouterr().out
