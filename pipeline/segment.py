@@ -56,9 +56,10 @@ def default_batch_size(gpu: bool) -> int:
 def stack_images(images: list, device: torch.device) -> torch.Tensor:
     """``[N, h, w, 3]`` uint8 on ``device`` from arrays of the decode tasks and tensors decoded in the actor."""
     if all(isinstance(image, np.ndarray) for image in images):
-        return torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
-    return torch.stack([torch.from_numpy(np.array(im)) if isinstance(im, np.ndarray) else im for im in images]).to(
-        device
+        return torch.from_numpy(np.stack(images)).to(device, non_blocking=True)  # one host copy, one transfer
+    # a group may mix both: a JPEG that Pillow decoded beside ones decoded on the device
+    return torch.stack(
+        [im if isinstance(im, torch.Tensor) else torch.from_numpy(np.array(im)).to(device) for im in images]
     )
 
 
@@ -164,7 +165,9 @@ class Segmenter:
             yield from self.segment_fitting(images, index[:half], height, width, valid[:half])
             yield from self.segment_fitting(images, index[half:], height, width, valid[half:])
 
-    def forward(self, images: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None):
+    def forward(
+        self, images: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, h, w, 3]`` uint8 -> ``(class [N, H, W], probability of it)``, at ``size`` if given."""
         x = self.meta.normalise(torch.as_tensor(images).to(self.device, non_blocking=True))
         amp = torch.autocast("cuda", dtype=self.amp) if self.amp else contextlib.nullcontext()

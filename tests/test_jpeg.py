@@ -22,7 +22,10 @@ def segmenter(tmp_path_factory):
 
 
 def files() -> dict[str, bytes]:
-    return {name: blob for name, (blob, _) in {**good_images(), **bad_images()}.items()}
+    blobs = {name: blob for name, (blob, _) in {**good_images(), **bad_images()}.items()}
+    # the size of a.jpg, but CMYK: Pillow decodes it in the decode task, so its group mixes both kinds
+    blobs["cmyk-64x80.jpg"] = encode(Image.fromarray(rgb(64, 80, 11)).convert("CMYK"), "JPEG")
+    return blobs
 
 
 def rows(blobs: dict[str, bytes], **decode) -> dict[str, np.ndarray]:
