@@ -118,8 +118,8 @@ def plain_rows(bench: BenchConfig, paths: list[Path]) -> dict[str, list]:
 def actor_breakdown(bench: BenchConfig, paths: list[Path], reps: int = 5) -> dict[str, float]:
     """Milliseconds per batch of each part of the inference actor's work, on one process and no Ray.
 
-    Where the actor's Ray task time (the manifest's stage seconds) exceeds ``call``, the rest is
-    Ray's own per-batch work in the actor.
+    Where the actor's Ray task time per batch (the manifest's stage seconds) exceeds the
+    ``call_*`` figures, the rest is Ray's own per-batch work in the actor.
     """
     from .config import RunConfig
     from .decode import decode_batch
@@ -140,7 +140,7 @@ def actor_breakdown(bench: BenchConfig, paths: list[Path], reps: int = 5) -> dic
     size, device = host.shape[1:3], segmenter.device
     parts = {
         "host_to_device": lambda: torch.from_numpy(host).to(device),
-        "decode_jpegs_in_actor": lambda: segmenter.decode_jpegs(left["jpeg"], list(left["image"]), decoded["error"]),
+        "decode_jpegs_in_actor": lambda: segmenter.decode_jpegs(left["jpeg"], list(left["image"]), left["error"]),
         "forward": lambda: segmenter.forward(x, size),
         "segment": lambda: segmenter.segment(x, *size, [None] * len(host)),
         "call_task_decoded": lambda: segmenter(decoded),

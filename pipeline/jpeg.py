@@ -64,7 +64,7 @@ def decode_jpegs(blobs: list[bytes], device: torch.device) -> list[torch.Tensor 
         warnings.simplefilter("ignore")  # torchvision 0.29 deprecates its decoders in favour of TorchCodec
         try:
             return [t.permute(1, 2, 0) for t in decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)]
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # torchvision's decoders raise these for a bad file
             if len(tensors) == 1:
                 return [None]
         return [decode_jpegs([b], device)[0] for b in blobs]
