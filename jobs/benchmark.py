@@ -8,10 +8,9 @@ import os
 import sys
 import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 from pipeline.baselines import actor_breakdown, model_alone
-from pipeline.benchmark import BenchConfig, benchmark, huge_image, make_inputs, median_run
+from pipeline.benchmark import BenchConfig, bench_inputs, benchmark, huge_image, median_run
 from pipeline.model_zoo import model_zoo
 
 
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {"sweep": batch_sweep(args, [int(b) for b in args.sweep.split(",")])}
     elif args.actor_parts:
         bench = bench_config(args, size=args.size, images=args.batch_size, reps=args.reps, scale=1)
-        paths = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
+        paths = bench_inputs(bench, bench.images)
         result = {"actor_parts_ms_per_batch": actor_breakdown(bench, paths)}
         for name, ms in result["actor_parts_ms_per_batch"].items():
             print(f"{name:<24}{ms:9.1f} ms per batch of {args.batch_size} ({args.model}, {args.size} px)")
@@ -130,7 +129,7 @@ def number(text: str) -> int | float | str:
 def batch_sweep(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
     """(a), the model alone, at each batch size: the figures behind the --batch-size default."""
     bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=1)
-    paths = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
+    paths = bench_inputs(bench, bench.images)
     rows = []
     for size in sizes:
         rate, gpu = median_run([model_alone(replace(bench, batch_size=size), paths) for _ in range(bench.reps)])

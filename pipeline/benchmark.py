@@ -76,6 +76,11 @@ def make_inputs(folder: Path, count: int, size: int) -> list[Path]:
     return paths
 
 
+def bench_inputs(bench: BenchConfig, count: int) -> list[Path]:
+    """``count`` JPEG files of ``bench.size`` in the benchmark's work folder (made once, then reused)."""
+    return make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{count}", count, bench.size)
+
+
 def bench_config(bench: BenchConfig, folder: Path, out: Path, **extra) -> RunConfig:
     """The job's own configuration for a benchmark run (native size, overwrite)."""
     return RunConfig(
@@ -107,7 +112,7 @@ def benchmark(bench: BenchConfig, variants: dict[str, dict] | None = None, log: 
     ``log`` gets each figure as it is measured (a long run cut short still tells what it found).
     """
     work = Path(bench.workdir)
-    paths = make_inputs(work / f"jpeg-{bench.size}-{bench.images}", bench.images, bench.size)
+    paths = bench_inputs(bench, bench.images)
     a, a_gpu = median_run([model_alone(bench, paths) for _ in range(bench.reps)])
     log(f"measured (a) {a:.2f} images/s, GPU {a_gpu}")
     b, b_gpu = median_run([plain_loop(bench, paths, work / "plain") for _ in range(bench.reps)])
@@ -172,7 +177,7 @@ def median_run(runs: list[tuple[float, dict | None]]) -> tuple[float, dict | Non
 
 def pipeline_runs(bench: BenchConfig, count: int) -> dict:
     """(c) on ``count`` images, ``reps`` times: median time, largest peaks, the median run's stage times."""
-    folder = make_inputs(Path(bench.workdir) / f"jpeg-{bench.size}-{count}", count, bench.size)[0].parent
+    folder = bench_inputs(bench, count)[0].parent
     runs = sorted((pipeline_run(bench, folder, Path(bench.workdir) / "pipeline") for _ in range(bench.reps)),
                   key=lambda r: r["seconds"])  # fmt: skip
     median = runs[len(runs) // 2]
