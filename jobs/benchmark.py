@@ -9,9 +9,9 @@ import sys
 import tempfile
 from dataclasses import replace
 
-from pipeline.baselines import actor_breakdown, model_alone
-from pipeline.benchmark import BenchConfig, bench_inputs, benchmark, huge_image, median_run
-from pipeline.model_zoo import model_zoo
+from pipeline.bench.baselines import actor_breakdown, model_alone
+from pipeline.bench.benchmark import BenchConfig, bench_inputs, benchmark, huge_image, median_run
+from pipeline.bench.model_zoo import model_zoo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

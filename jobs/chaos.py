@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.chaos import SCENARIOS, run_all, table
+from pipeline.testing.chaos import SCENARIOS, run_all, table
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

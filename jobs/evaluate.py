@@ -8,7 +8,7 @@ import sys
 
 import fsspec
 
-from pipeline.evaluate import EvalConfig, EvaluationError, evaluate, format_report
+from pipeline.loop.evaluate import EvalConfig, EvaluationError, evaluate, format_report
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.report import write_report
+from pipeline.loop.report import write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from models.weights import WeightsError
-from pipeline.train import TrainConfig, TrainError, fit
+from pipeline.loop.train import TrainConfig, TrainError, fit
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

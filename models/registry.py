@@ -48,7 +48,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 _TORCHVISION = {"categories": VOC_CATEGORIES, "resize": 520}
-# the classes of pipeline.scenes (models/ imports nothing from pipeline/)
+# the classes of pipeline.loop.scenes (models/ imports nothing from pipeline/)
 SCENE_CATEGORIES = ("background", "water", "vegetation", "building", "road")
 _SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 WEIGHTS: dict[str, Weights] = {

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import models
 
-from .rasters import RasterOptions
+from .formats.rasters import RasterOptions
 
 PIL_DEFAULT_MAX_PIXELS = 89_478_485
 

@@ -18,13 +18,13 @@ import ray.data
 import models
 
 from .config import ConfigError, RunConfig
-from .decode import decode_batch
-from .output import check_mode, check_writable, prepare, write_manifest
-from .postprocess import finish_batch
-from .segment import Segmenter, build_model, default_batch_size
-from .sink import MaskTableSink, RunInfo
-from .sources import read_inputs
-from .storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
+from .io.output import check_mode, check_writable, prepare, write_manifest
+from .io.sink import MaskTableSink, RunInfo
+from .io.sources import read_inputs
+from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
+from .stages.decode import decode_batch
+from .stages.postprocess import finish_batch
+from .stages.segment import Segmenter, build_model, default_batch_size
 
 DECODE_MEMORY_BYTES = 768 * 1024**2  # measured: 450-600 MiB per decode task of 16 photos
 

@@ -8,7 +8,7 @@ import duckdb
 import numpy as np
 import pyarrow.dataset as pads
 
-from pipeline.postprocess import decode_png
+from pipeline.stages.postprocess import decode_png
 
 
 def read_tables(root: str, filesystem=None):

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
-from .decode import pil_to_rgb
-from .postprocess import decode_png
+from ..stages.decode import pil_to_rgb
+from ..stages.postprocess import decode_png
 
 NO_DATA = 255
 ALPHA = 0.45

@@ -19,9 +19,9 @@ from PIL import Image
 
 import models
 
+from ..stages.postprocess import encode_png
+from ..stages.segment import autocast_dtype, pick_device
 from .measure import GpuBusy
-from .postprocess import encode_png
-from .segment import autocast_dtype, pick_device
 
 if TYPE_CHECKING:
     from .benchmark import BenchConfig
@@ -121,9 +121,9 @@ def actor_breakdown(bench: BenchConfig, paths: list[Path], reps: int = 5) -> dic
     Where the actor's Ray task time per batch (the manifest's stage seconds) exceeds the
     ``call_*`` figures, the rest is Ray's own per-batch work in the actor.
     """
-    from .config import RunConfig
-    from .decode import decode_batch
-    from .segment import Segmenter
+    from ..config import RunConfig
+    from ..stages.decode import decode_batch
+    from ..stages.segment import Segmenter
 
     config = RunConfig(
         input="in", output="out", model=bench.model, weights=bench.weights, batch_size=bench.batch_size,

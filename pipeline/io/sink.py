@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from .decode import reasons
+from ..stages.decode import reasons
 
 MASKS_SCHEMA = pa.schema(
     [

@@ -18,8 +18,8 @@ from PIL import Image
 
 from jobs.segment import main
 from pipeline import RunConfig
-from pipeline.decode import decode_batch
-from pipeline.segment import Segmenter
+from pipeline.stages.decode import decode_batch
+from pipeline.stages.segment import Segmenter
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from jobs.benchmark import main
-from pipeline.postprocess import decode_png
+from pipeline.stages.postprocess import decode_png
 
 
 def test_benchmark_reports_every_figure_and_the_plain_loop_matches_the_pipeline(ray_local, tmp_path, capsys):
@@ -42,7 +42,7 @@ def test_benchmark_reports_every_figure_and_the_plain_loop_matches_the_pipeline(
 
 
 def test_gpu_busy_reads_nvidia_smi_samples(tmp_path, monkeypatch):
-    from pipeline.measure import GpuBusy
+    from pipeline.bench.measure import GpuBusy
 
     fake = tmp_path / "nvidia-smi"  # prints what `nvidia-smi --query-gpu=... --loop-ms=...` prints
     fake.write_text("#!/bin/sh\nprintf '0, 100\\n50, 200\\n100, 300\\n[N/A], 1\\n0, 250\\n'\nexec sleep 30\n")

@@ -29,10 +29,10 @@ from PIL import Image
 import models
 from models.weights import Weights
 
+from ..io.output import list_parquet
+from ..io.storage import arrow_fs
 from .evaluate import IGNORE, confusion_vector, connect_ray, decode_mask, scores, storage_config
-from .output import list_parquet
 from .scenes import CLASSES
-from .storage import arrow_fs
 
 RUN_NAME = "train"  # Ray Train's run folder inside --output
 MODEL_FILE, STATE_FILE = "model.pth", "train_state.pth"

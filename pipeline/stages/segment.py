@@ -13,10 +13,10 @@ from torch.nn import functional as F
 
 import models
 
-from .config import RunConfig
+from ..config import RunConfig
+from ..formats.jpeg import decode_jpegs, resize_on_device
+from ..formats.rasters import RasterOptions
 from .decode import decode_frames, describe_decode_error, reasons, resize_shorter
-from .jpeg import decode_jpegs, resize_on_device
-from .rasters import RasterOptions
 from .tiles import needs_tiles, segment_tiled
 
 

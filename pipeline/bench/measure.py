@@ -11,8 +11,8 @@ import time
 
 import psutil
 
-from .config import RunConfig
-from .run import init_ray, preflight, run
+from ..config import RunConfig
+from ..run import init_ray, preflight, run
 
 
 class PeakMemory:

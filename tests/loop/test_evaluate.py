@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.evaluate import EvalConfig, confusion_vector, evaluate, scores, source_stem
-from pipeline.postprocess import encode_png
+from pipeline.loop.evaluate import EvalConfig, confusion_vector, evaluate, scores, source_stem
+from pipeline.stages.postprocess import encode_png
 
 NAMES = ["ground", "water", "road"]
 # truth, prediction: 255 is ignored; "c" is an error row, "d" has no truth anywhere

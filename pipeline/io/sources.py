@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import ray.data
 
-from .config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]

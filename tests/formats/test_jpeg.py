@@ -8,9 +8,9 @@ from imagefiles import CLASSES, bad_images, encode, good_images, rgb, varied_che
 from PIL import Image
 
 from pipeline import RunConfig
-from pipeline.decode import decode_batch
-from pipeline.jpeg import actor_size
-from pipeline.segment import Segmenter
+from pipeline.formats.jpeg import actor_size
+from pipeline.stages.decode import decode_batch
+from pipeline.stages.segment import Segmenter
 
 LEFT_TO_ACTOR = {"a.jpg", "upper.JPG", "truncated.jpg"}  # plain RGB JPEGs; the truncated one fails there
 

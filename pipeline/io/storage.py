@@ -7,7 +7,7 @@ import os
 import fsspec
 import pyarrow.fs as pafs
 
-from .config import RunConfig
+from ..config import RunConfig
 
 
 def is_s3(uri: str) -> bool:

@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageOps
 
-from .jpeg import actor_size, shorter_side_size
-from .rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
+from ..formats.jpeg import actor_size, shorter_side_size
+from ..formats.rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
 
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # image of an error row; never segmented
 ALL_VALID = np.ones((1, 1), bool)  # "no no-data pixels"
@@ -48,7 +48,7 @@ def decode_batch(
         max_pixels: larger images become error rows (Pillow's bomb guard stays on below it).
         options: band selection, scaling and no-data of scientific rasters.
         jpeg_in_actor_below: when set (the tile size), plain JPEGs fed within it are not decoded
-            here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.jpeg``).
+            here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.formats.jpeg``).
     """
     rows: dict[str, list] = {k: [] for k in ("image_id", "source", "frame", "height", "width", "image", "valid")}
     rows.update({"crs": [], "geotransform": [], "error": [], "jpeg": []})

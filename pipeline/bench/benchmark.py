@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import RunConfig
+from ..loop.scenes import make_scene
 from .baselines import model_alone, plain_loop
-from .config import RunConfig
 from .measure import timed_run
-from .scenes import make_scene
 
 DISTINCT_SCENES = 256  # more files are byte copies of these: generating a scene costs 80 ms, decoding one 3
 

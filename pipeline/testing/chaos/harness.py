@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CLASSES = "sky,land,sea"
 JOB_FLAGS = ["--weights", "random", "--classes", CLASSES, "--batch-size", "2", "--decode-batch-size", "2"]
 JOB_FLAGS += ["--rows-per-file", "4", "--num-cpus", "3", "--actors-max", "1"]

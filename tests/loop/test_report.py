@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from jobs.report import main
-from pipeline.postprocess import encode_png
-from pipeline.report import NO_DATA, locate, palette, parquet_images, scan, tile, write_report
-from pipeline.sink import MASKS_SCHEMA
+from pipeline.io.sink import MASKS_SCHEMA
+from pipeline.loop.report import NO_DATA, locate, palette, parquet_images, scan, tile, write_report
+from pipeline.stages.postprocess import encode_png
 
 CLASSES = ["background", "water", "forest & field"]
 REASON = "not a recognised image format <script>"

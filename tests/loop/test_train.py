@@ -8,9 +8,9 @@ import torch
 
 import models
 from models.registry import WEIGHTS
-from pipeline.evaluate import IGNORE, confusion_vector, scores
-from pipeline.scenes import CLASSES, make_scene, write_dataset
-from pipeline.train import TrainConfig, fit, planned_epochs, random_crop, to_input
+from pipeline.loop.evaluate import IGNORE, confusion_vector, scores
+from pipeline.loop.scenes import CLASSES, make_scene, write_dataset
+from pipeline.loop.train import TrainConfig, fit, planned_epochs, random_crop, to_input
 
 
 def test_random_crop_pads_small_images_with_ignored_pixels():

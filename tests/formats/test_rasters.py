@@ -16,10 +16,10 @@ from pydicom.data import get_testdata_file
 
 from jobs.segment import main
 from pipeline.config import RunConfig
-from pipeline.decode import decode_batch
-from pipeline.rasters import RasterOptions, decode_dicom, decode_tiff
-from pipeline.segment import Segmenter
-from pipeline.tiles import tile_grid
+from pipeline.formats.rasters import RasterOptions, decode_dicom, decode_tiff
+from pipeline.stages.decode import decode_batch
+from pipeline.stages.segment import Segmenter
+from pipeline.stages.tiles import tile_grid
 
 GEOKEYS = [1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633]  # projected, pixel-is-area, UTM 33N
 
@@ -138,7 +138,7 @@ def tiled_and_whole(weights, image: np.ndarray, tile: int, overlap: int):
 
 
 def test_tiled_mask_agrees_with_untiled_mask(weights):
-    from pipeline.scenes import make_scene
+    from pipeline.loop.scenes import make_scene
 
     image = make_scene(3, 600, 800)[0]  # 12 tiles of 256 px
     tiled, whole = tiled_and_whole(weights, image, tile=256, overlap=96)

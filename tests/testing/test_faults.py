@@ -1,6 +1,6 @@
 """Issue 4 under real faults: killed actor and driver, Ctrl-C, flaky S3, hostile files and ids, refusals.
 
-Every scenario runs ``python -m jobs.segment`` as a subprocess through ``pipeline.chaos``; DuckDB
+Every scenario runs ``python -m jobs.segment`` as a subprocess through ``pipeline.testing.chaos``; DuckDB
 counts what reached ``masks/``: every input exactly once, whatever was done to the job.
 """
 
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.segment import main
-from pipeline import chaos
+from pipeline.testing import chaos
 
 pytestmark = pytest.mark.slow
 IMAGES = 10

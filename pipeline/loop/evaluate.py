@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
-from .config import RunConfig
-from .output import list_parquet
-from .storage import arrow_fs, is_s3, local_path, storage_options
+from ..config import RunConfig
+from ..io.output import list_parquet
+from ..io.storage import arrow_fs, is_s3, local_path, storage_options
 
 IGNORE = 255  # truth pixels with this value (or any id the model has no class for) are not scored
 COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable")

@@ -1,0 +1,1 @@
+"""Around a run: synthetic scenes, fine-tuning, scoring, the HTML report."""

@@ -1,0 +1,1 @@
+"""Test harnesses that run the real job (fault injection)."""
