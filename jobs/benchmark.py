@@ -10,7 +10,8 @@ import tempfile
 from dataclasses import replace
 
 from pipeline.bench.baselines import actor_breakdown, model_alone
-from pipeline.bench.benchmark import BenchConfig, bench_inputs, benchmark, huge_image, median_run
+from pipeline.bench.benchmark import benchmark, huge_image, median_run
+from pipeline.bench.inputs import BenchConfig, bench_inputs
 from pipeline.bench.model_zoo import model_zoo
 
 

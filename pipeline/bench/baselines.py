@@ -9,7 +9,6 @@ import contextlib
 import io
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -21,10 +20,8 @@ import models
 
 from ..stages.postprocess import encode_png
 from ..stages.segment import autocast_dtype, pick_device
+from .inputs import BenchConfig
 from .measure import GpuBusy
-
-if TYPE_CHECKING:
-    from .benchmark import BenchConfig
 
 
 def load_model(bench: BenchConfig) -> tuple[torch.nn.Module, torch.device, contextlib.AbstractContextManager]:

@@ -11,8 +11,9 @@ import time
 
 import psutil
 
+from ..cluster import init_ray
 from ..config import RunConfig
-from ..run import init_ray, preflight, run
+from ..run import preflight, run
 
 
 class PeakMemory:
@@ -92,7 +93,7 @@ class GpuBusy:
 def timed_run(config: RunConfig) -> tuple[dict, float, PeakMemory, GpuBusy]:
     """Run the job (preflight and Ray start excluded from the time) while sampling memory and GPU."""
     plan = preflight(config)
-    init_ray(config)
+    init_ray(config.ray_address, config.num_cpus)
     with PeakMemory() as memory, GpuBusy() as gpu:
         started = time.perf_counter()
         record = run(config, plan)

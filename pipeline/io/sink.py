@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -14,51 +12,8 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from ..stages.decode import reasons
-
-MASKS_SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("source", pa.string()),
-        ("frame", pa.int32()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("height", pa.int32()),
-        ("width", pa.int32()),
-        ("mask_png", pa.binary()),
-        ("class_pixels", pa.list_(pa.int64())),
-        ("crs", pa.string()),
-        ("geotransform", pa.list_(pa.float64())),
-        ("model", pa.string()),
-        ("weights_sha256", pa.string()),
-        ("run_id", pa.string()),
-    ]
-)
-STATS_SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("class_id", pa.int32()),
-        ("class_name", pa.string()),
-        ("pixels", pa.int64()),
-        ("fraction", pa.float64()),
-        ("mean_confidence", pa.float64()),
-    ]
-)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """Provenance written into every row and into the Parquet key-value metadata."""
-
-    run_id: str
-    model: str
-    weights_sha256: str | None
-    class_names: tuple[str, ...]
-
-    def metadata(self) -> dict[bytes, bytes]:
-        values = {"class_names": json.dumps(list(self.class_names)), "model": self.model, "run_id": self.run_id}
-        values["weights_sha256"] = self.weights_sha256 or ""
-        return {f"fcn.{k}".encode(): v.encode() for k, v in values.items()}
+from ..rows import reasons
+from .schema import MASKS_SCHEMA, STATS_SCHEMA, RunInfo
 
 
 def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:

@@ -11,6 +11,7 @@ import pyarrow.fs as pafs
 import ray.data
 
 from ..config import ConfigError, RunConfig
+from .schema import parquet_image_tag
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]
@@ -97,8 +98,7 @@ def from_parquet(batch: pa.Table, image_column: str, id_column: str | None, sche
     blobs = column.to_pylist()
     sources = []
     for file, inner, blob in zip(batch["path"].to_pylist(), inner_paths, blobs, strict=True):
-        tag = inner or "sha256=" + hashlib.sha256(blob or b"").hexdigest()[:16]
-        sources.append(f"{scheme}{file}#{tag}")
+        sources.append(f"{scheme}{file}#{parquet_image_tag(inner, blob)}")
     ids = [str(v) for v in batch[id_column].to_pylist()] if id_column else [image_id(s) for s in sources]
     return _inputs(sources, ids, blobs, [None if b is not None else "image bytes are null" for b in blobs])
 

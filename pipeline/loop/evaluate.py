@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import os
 from dataclasses import dataclass
 
@@ -21,13 +20,14 @@ import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
+from ..cluster import init_ray
 from ..config import RunConfig
+from ..io import schema
 from ..io.output import list_parquet
 from ..io.storage import arrow_fs, is_s3, local_path, storage_options
 
 IGNORE = 255  # truth pixels with this value (or any id the model has no class for) are not scored
 COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable")
-CLASS_NAMES_KEY = b"fcn.class_names"
 BATCH = 16  # masks per confusion vector: a batch's pixels are held twice as int64 for the one bincount
 METRICS = (
     ("pixel_accuracy", "pixel accuracy"),
@@ -53,7 +53,7 @@ class EvalConfig:
         truth_format: ``auto`` (Parquet files found under ``truth``, else PNG files), ``parquet`` or ``png``.
         json_path: where to write the metrics as JSON, or ``None``.
         ray_address: cluster to join; default ``$RAY_ADDRESS``, else a new local one.
-        num_cpus: CPUs of a local Ray cluster; default all of this machine.
+        num_cpus: logical CPUs of a local Ray cluster; default the cores plus one (``pipeline.cluster``).
     """
 
     masks: str
@@ -64,14 +64,6 @@ class EvalConfig:
     json_path: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = None
-
-
-def connect_ray(address: str | None, num_cpus: int | None) -> None:
-    """Join ``address`` or ``$RAY_ADDRESS``; else start a new local cluster (never a stray one on this host)."""
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS") or "local"
-        local = {"num_cpus": num_cpus} if address == "local" else {}
-        ray.init(address=address, log_to_driver=False, **local)
 
 
 def storage_config(first: str, second: str) -> RunConfig:
@@ -210,10 +202,10 @@ def _truth_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
 def class_names(files: list[str], fs, uri: str) -> list[str]:
     """Class names from the masks table's Parquet key-value metadata."""
     with fs.open_input_file(files[0]) as f:
-        metadata = pq.read_schema(f).metadata or {}
-    if CLASS_NAMES_KEY not in metadata:
-        raise EvaluationError(f"--masks {uri}: {files[0]} has no {CLASS_NAMES_KEY.decode()} metadata")
-    return json.loads(metadata[CLASS_NAMES_KEY])
+        names = schema.class_names(schema.read_metadata(pq.read_schema(f).metadata))
+    if names is None:
+        raise EvaluationError(f"--masks {uri}: {files[0]} has no {schema.CLASS_NAMES_KEY} metadata")
+    return names
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -225,7 +217,7 @@ def evaluate(config: EvalConfig) -> dict:
     storage = storage_config(config.truth, config.masks)
     masks_files, masks_fs = _masks_files(config.masks.rstrip("/"), storage)
     names = class_names(masks_files, masks_fs, config.masks)
-    connect_ray(config.ray_address, config.num_cpus)
+    init_ray(config.ray_address, config.num_cpus)
     columns = ["image_id", "source", "status", "mask_png"]
     rows = ray.data.read_parquet(masks_files, filesystem=masks_fs, columns=columns)
     truth_files, truth_fs = _truth_files(config.truth, storage)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import html
 import io
@@ -18,6 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
+from ..io.output import MANIFEST
+from ..io.schema import MODEL_KEY, PARQUET_SOURCE, RUN_ID_KEY, class_names, parquet_image_tag, read_metadata
 from ..stages.decode import pil_to_rgb
 from ..stages.postprocess import decode_png
 
@@ -26,7 +27,6 @@ ALPHA = 0.45
 THUMB = 256
 MAX_ERRORS = 200  # error rows listed in the HTML; the count always covers all of them
 UNTINTED = ("background", "__background__")  # tinting the class that covers most pixels hides the image
-PARQUET_SOURCE = re.compile(r"^(.*?\.(?:parquet|pq))#(.+)$", re.IGNORECASE)
 
 
 class ReportError(ValueError):
@@ -63,7 +63,7 @@ def scan(fs, root: str, images: int) -> Summary:
             parquet = pq.ParquetFile(f)
             if index == 0:
                 raw = parquet.schema_arrow.metadata or {}
-                summary.meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"fcn.")}
+                summary.meta = read_metadata(raw)
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=["image_id", "status", "error", "class_pixels"])
                 failed = _add_row_group(summary, table, images, (index, group))
@@ -149,8 +149,7 @@ def _find_images(parquet: pq.ParquetFile, image_column: str | None, tags: dict[s
             paths = pc.struct_field(values, "path").to_pylist() if "path" in values.type.names else paths
             values = pc.struct_field(values, "bytes")
         for inner, blob in zip(paths, values.to_pylist(), strict=True):
-            tag = inner or "sha256=" + hashlib.sha256(blob or b"").hexdigest()[:16]
-            if tag in tags:
+            if (tag := parquet_image_tag(inner, blob)) in tags:
                 found[tags.pop(tag)] = blob
         if not tags:
             break
@@ -330,9 +329,9 @@ def write_report(masks: str, out: str | None = None, *, images=24, columns=4, im
     """
     fs, root = fsspec.core.url_to_fs(masks)
     root = root.rstrip("/")
-    manifest = json.loads(fs.cat_file(f"{root}/_manifest.json")) if fs.isfile(f"{root}/_manifest.json") else {}
+    manifest = json.loads(fs.cat_file(f"{root}/{MANIFEST}")) if fs.isfile(f"{root}/{MANIFEST}") else {}
     summary = scan(fs, root, images)
-    names = json.loads(summary.meta.get("fcn.class_names") or "null") or manifest.get("class_names") or []
+    names = class_names(summary.meta) or manifest.get("class_names") or []
     labels = [class_name(names, i) for i in range(max(len(names), len(summary.pixels)))]
     pixels = np.pad(summary.pixels, (0, len(labels) - len(summary.pixels)))
     colours = palette(len(labels))
@@ -346,8 +345,8 @@ def write_report(masks: str, out: str | None = None, *, images=24, columns=4, im
     ]
     runs = len(manifest.get("runs", []))
     info = {
-        "model": manifest.get("model") or summary.meta.get("fcn.model", "unknown model"),
-        "run_id": manifest.get("run_id") or summary.meta.get("fcn.run_id", "unknown"),
+        "model": manifest.get("model") or summary.meta.get(MODEL_KEY, "unknown model"),
+        "run_id": manifest.get("run_id") or summary.meta.get(RUN_ID_KEY, "unknown"),
         "note": f"The folder holds rows from {runs} runs; the latest is named above." if runs > 1 else "",
     }
     out_fs, out_path = fsspec.core.url_to_fs(out or f"{masks.rstrip('/')}/report")

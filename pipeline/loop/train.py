@@ -29,9 +29,10 @@ from PIL import Image
 import models
 from models.weights import Weights
 
+from ..cluster import init_ray
 from ..io.output import list_parquet
 from ..io.storage import arrow_fs
-from .evaluate import IGNORE, confusion_vector, connect_ray, decode_mask, scores, storage_config
+from .evaluate import IGNORE, confusion_vector, decode_mask, scores, storage_config
 from .scenes import CLASSES
 
 RUN_NAME = "train"  # Ray Train's run folder inside --output
@@ -59,7 +60,7 @@ class TrainConfig:
         init_from: checkpoint whose same-named layers initialise the net (FCN-16s -> FCN-8s).
         workers: Ray Train workers (data-parallel replicas).
         threads: torch threads per worker; default this host's cores over its workers.
-        num_cpus: CPUs of a local Ray cluster; default all of this machine.
+        num_cpus: logical CPUs of a local Ray cluster; default the cores plus one (``pipeline.cluster``).
         max_minutes: training-time budget; the cosine schedule is shortened to end within it.
         classes: class names, index = class id in the masks.
         seed: seed of crops, flips and initialisation.
@@ -275,7 +276,7 @@ def fit(config: TrainConfig) -> dict:
         last = ray.train.Result.from_path(f"{out_path}/{RUN_NAME}", storage_filesystem=out_fs).metrics or {}
         resumed = last.get("epoch")
         print(f"continuing from the checkpoint of epoch {resumed} in {config.output}/{RUN_NAME}", flush=True)
-    connect_ray(config.ray_address, config.num_cpus)
+    init_ray(config.ray_address, config.num_cpus)
     columns = [config.image_column, config.mask_column, config.split_column]
     datasets = {
         split: ray.data.read_parquet(files, filesystem=fs, columns=columns).map_batches(

@@ -16,20 +16,11 @@ from PIL import Image, ImageOps
 
 from ..formats.jpeg import actor_size, shorter_side_size
 from ..formats.rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
+from ..rows import failed
 
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # image of an error row; never segmented
 ALL_VALID = np.ones((1, 1), bool)  # "no no-data pixels"
 NO_TRANSFORM = np.full(6, np.nan)
-
-
-def failed(error) -> bool:
-    """Whether an ``error`` cell holds a reason (Arrow may turn an all-null column into NaN)."""
-    return isinstance(error, str)
-
-
-def reasons(errors: np.ndarray) -> np.ndarray:
-    """An ``error`` column as reasons and ``None``, whatever Arrow made of its nulls between stages."""
-    return np.array([e if failed(e) else None for e in errors], dtype=object)
 
 
 def decode_batch(

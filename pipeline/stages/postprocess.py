@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .decode import reasons
+from ..rows import reasons
 
 
 def encode_png(mask: np.ndarray) -> bytes:

@@ -16,7 +16,8 @@ import models
 from ..config import RunConfig
 from ..formats.jpeg import decode_jpegs, resize_on_device
 from ..formats.rasters import RasterOptions
-from .decode import decode_frames, describe_decode_error, reasons, resize_shorter
+from ..rows import reasons
+from .decode import decode_frames, describe_decode_error, resize_shorter
 from .tiles import needs_tiles, segment_tiled
 
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from jobs.report import main
-from pipeline.io.sink import MASKS_SCHEMA
+from pipeline.io.schema import MASKS_SCHEMA
 from pipeline.loop.report import NO_DATA, locate, palette, parquet_images, scan, tile, write_report
 from pipeline.stages.postprocess import encode_png
 
