@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     )
     parser.add_argument("--json", dest="json_path", default=None, help="write metrics, per-class IU and counts here")
     parser.add_argument("--ray-address", default=None, help="Ray cluster to join; default $RAY_ADDRESS, else local")
-    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of a local Ray cluster (default: the cores plus one)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of a local Ray (default: cores + 1)")
     return EvalConfig(**vars(parser.parse_args(argv)))
 
 

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--init-from", default=None, help="trained net whose same-named layers initialise this one")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="Ray Train workers (default: 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores/workers)")
-    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of a local Ray cluster (default: the cores plus one)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of a local Ray (default: cores + 1)")
     parser.add_argument("--max-minutes", type=float, default=None, help="fit the schedule into this training time")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed (default: {defaults.seed})")
     parser.add_argument("--ray-address", default=None, help="Ray cluster to join; default $RAY_ADDRESS, else local")

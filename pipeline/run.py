@@ -114,27 +114,48 @@ def with_batch_size(config: RunConfig, num_gpus: float) -> RunConfig:
 
 
 def run(config: RunConfig, plan: Plan | None = None) -> dict:
-    """Segment every input of ``config`` and return the manifest written for this run."""
+    """Segment every input of ``config`` and return the manifest written for this run.
+
+    Args:
+        config: the run configuration.
+        plan: what ``preflight`` established; computed here when not given.
+    """
     config = with_s3_defaults(config)
     plan = plan or preflight(config)
     init_ray(config.ray_address, config.num_cpus)
     started = time.time()
     out_fs, root = arrow_fs(config.output, config)
     committed = prepare(out_fs, root, config.mode)
-    resize = config.resize if config.resize is not None else plan.weights.resize
-    info = RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names)
-    sink = MaskTableSink(out_fs, root, info, config.rows_per_file)
+    sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
+                         config.rows_per_file)  # fmt: skip
     resources = actor_resources(config)
     config = with_batch_size(config, resources["num_gpus"])
-    segmenter_args = {"config": config, "storage": _weights_options(config), "resize": resize or None}
-    in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
-    decode_args = {"resize": resize or None, "max_pixels": config.max_pixels, "options": config.raster_options()}
-    decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
+    segmented = segment_chain(config, plan, resources, committed)
+    segmented.write_datasink(sink)
+    record = run_record(config, plan, started, committed, sink.results, segmented)
+    write_manifest(out_fs, root, record)
+    if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
+        out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")
+    return record
 
+
+def segment_chain(config: RunConfig, plan: Plan, resources: dict, committed: pa.Array) -> ray.data.Dataset:
+    """read -> (drop committed) -> decode -> segment -> postprocess, as one chained Ray Data expression.
+
+    Args:
+        config: the run configuration, with its batch size set.
+        plan: the weights record (its preferred resize) from preflight.
+        resources: the inference pool's ``compute``, ``num_gpus`` and ``num_cpus`` (``actor_resources``).
+        committed: image ids already in ``masks/``; their inputs are left out.
+    """
+    resize = (config.resize if config.resize is not None else plan.weights.resize) or None
+    in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
+    decode_args = {"resize": resize, "max_pixels": config.max_pixels, "options": config.raster_options()}
+    decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
     ds = read_inputs(config)
     if len(committed):
         ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
-    segmented = (
+    return (
         ds.map_batches(
             decode_batch,
             fn_kwargs=decode_args,
@@ -146,19 +167,23 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
         )
         .map_batches(
             Segmenter,
-            fn_constructor_kwargs=segmenter_args,
+            fn_constructor_kwargs={"config": config, "storage": _weights_options(config), "resize": resize},
             batch_size=config.batch_size,
             batch_format="numpy",
             **resources,
         )
         .map_batches(finish_batch, batch_format="numpy")
     )
-    segmented.write_datasink(sink)
-    results = sink.results
+
+
+def run_record(
+    config: RunConfig, plan: Plan, started: float, committed: pa.Array, results: list[dict], ds: ray.data.Dataset
+) -> dict:
+    """This run's entry in the manifest: config, model and weights, counts, files, timings."""
     seconds = time.time() - started
     counts = {k: sum(r[k] for r in results) for k in ("rows", "ok", "errors")}
     counts["already_committed"] = len(committed)
-    record = {
+    return {
         "run_id": plan.run_id,
         "complete": True,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
@@ -171,13 +196,9 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
         "class_names": list(plan.class_names),
         "counts": counts,
         "files": sorted(f for r in results for f in r["files"]),
-        "stage_seconds": stage_seconds(segmented),
+        "stage_seconds": stage_seconds(ds),
         "rows_by_inference_node": dict(sum((Counter(r["nodes"]) for r in results), Counter())),
     }
-    write_manifest(out_fs, root, record)
-    if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
-        out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")
-    return record
 
 
 def stage_seconds(ds: ray.data.Dataset) -> dict[str, float]:
