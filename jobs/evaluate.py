@@ -8,7 +8,8 @@ import sys
 
 import fsspec
 
-from pipeline.loop.evaluate import EvalConfig, EvaluationError, evaluate, format_report
+from pipeline.loop.evaluate import EvalConfig, EvaluationError, evaluate
+from pipeline.loop.metrics import format_report
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from models.weights import WeightsError
-from pipeline.loop.train import TrainConfig, TrainError, fit
+from pipeline.loop.train import fit
+from pipeline.loop.train_config import TrainConfig, TrainError
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -3,6 +3,7 @@
 Each batch of the masks table becomes one ``n*n`` confusion vector (a single ``np.bincount``); the
 vectors are summed in the driver, so no mask ever travels there. Truth is either a Parquet dataset
 joined on the image id, or a folder of PNG files matched by file stem to each row's ``source``.
+The arithmetic (confusion counts, scores, the text table) is ``pipeline.loop.metrics``.
 """
 
 from __future__ import annotations
@@ -25,16 +26,10 @@ from ..config import RunConfig
 from ..io import schema
 from ..io.output import list_parquet
 from ..io.storage import arrow_fs, is_s3, local_path, storage_options
+from .metrics import confusion_vector, scores
 
-IGNORE = 255  # truth pixels with this value (or any id the model has no class for) are not scored
 COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable")
 BATCH = 16  # masks per confusion vector: a batch's pixels are held twice as int64 for the one bincount
-METRICS = (
-    ("pixel_accuracy", "pixel accuracy"),
-    ("mean_accuracy", "mean accuracy"),
-    ("mean_iu", "mean IU"),
-    ("frequency_weighted_iu", "frequency weighted IU"),
-)
 
 
 class EvaluationError(ValueError):
@@ -67,75 +62,42 @@ class EvalConfig:
 
 
 def storage_config(first: str, second: str) -> RunConfig:
-    """Only the S3 settings of a run config (endpoint and region come from the environment) for two URIs."""
+    """Only the S3 settings of a run config (endpoint and region come from the environment) for two URIs.
+
+    Args:
+        first: one URI the job reads or writes.
+        second: the other.
+    """
     return RunConfig.model_construct(input=first, output=second, weights="random")
 
 
-def confusion_vector(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
-    """Counts of (true, predicted) class pairs as a flat ``n*n`` int64 vector; ignored pixels left out.
-
-    Args:
-        true: truth class ids, any shape; values ``>= n`` (255 included) are ignored.
-        pred: predicted class ids, same shape.
-        n: number of classes.
-    """
-    true, pred = np.asarray(true, np.int64).ravel(), np.asarray(pred, np.int64).ravel()
-    valid = (true < n) & (pred < n)
-    return np.bincount(n * true[valid] + pred[valid], minlength=n * n)
-
-
-def scores(confusion: np.ndarray, class_names: list[str] | tuple[str, ...]) -> dict:
-    """The FCN paper's pixel accuracy, mean accuracy, mean IU and frequency-weighted IU, plus per-class values.
-
-    A class absent from truth has no accuracy; one absent from truth and prediction has no IU (both are
-    left out of the means and shown as ``None``); a class only predicted scores IU 0.
-
-    Args:
-        confusion: ``[n, n]`` or flat ``n*n`` counts, rows = truth, columns = prediction.
-        class_names: names of the ``n`` classes.
-    """
-    n = len(class_names)
-    conf = np.asarray(confusion, np.float64).reshape(n, n)
-    hits, truth, predicted, total = np.diag(conf), conf.sum(1), conf.sum(0), conf.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = hits / truth
-        iu = hits / (truth + predicted - hits)
-    seen = truth > 0
-
-    def mean(values: np.ndarray) -> float | None:
-        return float(np.nanmean(values)) if np.isfinite(values).any() else None
-
-    return {
-        "pixel_accuracy": float(hits.sum() / total) if total else None,
-        "mean_accuracy": mean(accuracy),
-        "mean_iu": mean(iu),
-        "frequency_weighted_iu": float((truth[seen] * iu[seen]).sum() / total) if total else None,
-        "per_class": {
-            name: {
-                "iu": None if np.isnan(iu[i]) else float(iu[i]),
-                "accuracy": None if np.isnan(accuracy[i]) else float(accuracy[i]),
-                "truth_pixels": int(truth[i]),
-                "predicted_pixels": int(predicted[i]),
-            }
-            for i, name in enumerate(class_names)
-        },
-    }
-
-
 def decode_mask(data: bytes) -> np.ndarray:
-    """Class ids of a mask PNG as a 2-D array (a colour PNG's first channel)."""
+    """Class ids of a mask PNG as a 2-D array (a colour PNG's first channel).
+
+    Args:
+        data: the PNG bytes.
+    """
     array = np.asarray(Image.open(io.BytesIO(data)))
     return array[..., 0] if array.ndim == 3 else array
 
 
 def source_stem(source: str) -> str:
-    """``.../part-0.parquet#images/scene_7.png`` and ``s3://b/scene_7.jpg`` both give ``scene_7``."""
+    """``.../part-0.parquet#images/scene_7.png`` and ``s3://b/scene_7.jpg`` both give ``scene_7``.
+
+    Args:
+        source: a masks row's ``source``.
+    """
     name = source.rsplit("#", 1)[-1].rsplit("/", 1)[-1]
     return os.path.splitext(name)[0]
 
 
 def confusion_batch(batch: pa.Table, n: int) -> dict[str, np.ndarray]:
-    """One row per batch: its summed confusion vector and how many rows were scored or skipped and why."""
+    """One row per batch: its summed confusion vector and how many rows were scored or skipped and why.
+
+    Args:
+        batch: masks rows with ``status, mask_png`` and their ``truth_png`` (null when there is none).
+        n: number of classes.
+    """
     counts = dict.fromkeys(COUNTS, 0)
     trues, preds = [], []
     for status, pred_png, truth_png in zip(
@@ -164,7 +126,13 @@ def confusion_batch(batch: pa.Table, n: int) -> dict[str, np.ndarray]:
 
 
 def truth_from_parquet(batch: pa.Table, truth_column: str, id_column: str) -> pa.Table:
-    """``image_id, truth_png`` from a truth table whose mask is binary PNG or a ``{bytes, path}`` struct."""
+    """``image_id, truth_png`` from a truth table whose mask is binary PNG or a ``{bytes, path}`` struct.
+
+    Args:
+        batch: rows of the truth table.
+        truth_column: column with the truth PNG.
+        id_column: column matched against the masks table's ``image_id``.
+    """
     column = batch[truth_column]
     if pa.types.is_struct(column.type):
         column = pc.struct_field(column, "bytes")
@@ -172,7 +140,13 @@ def truth_from_parquet(batch: pa.Table, truth_column: str, id_column: str) -> pa
 
 
 def truth_from_folder(batch: pa.Table, root: str, options: dict) -> pa.Table:
-    """Attach ``truth_png``: the bytes of ``root/<stem of source>.png``, or null when there is none."""
+    """Attach ``truth_png``: the bytes of ``root/<stem of source>.png``, or null when there is none.
+
+    Args:
+        batch: masks rows with a ``source``.
+        root: folder of the truth PNG files, local path or ``s3://`` URI.
+        options: fsspec storage options for ``root``.
+    """
     fs, base = fsspec.core.url_to_fs(root, **options)
     blobs = []
     for source in batch["source"].to_pylist():
@@ -200,7 +174,13 @@ def _truth_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
 
 
 def class_names(files: list[str], fs, uri: str) -> list[str]:
-    """Class names from the masks table's Parquet key-value metadata."""
+    """Class names from the masks table's Parquet key-value metadata.
+
+    Args:
+        files: the masks table's files; the first one is read.
+        fs: pyarrow filesystem of ``files``.
+        uri: ``--masks`` as given, for the error message.
+    """
     with fs.open_input_file(files[0]) as f:
         names = schema.class_names(schema.read_metadata(pq.read_schema(f).metadata))
     if names is None:
@@ -245,22 +225,3 @@ def evaluate(config: EvalConfig) -> dict:
         counts = {k: counts[k] + int(batch[k].sum()) for k in COUNTS}
     conf = confusion.reshape(len(names), len(names))
     return {**scores(conf, names), "counts": counts, "class_names": names, "confusion": conf.tolist()}
-
-
-def format_report(result: dict) -> str:
-    """The metrics as a plain-text table."""
-    counts = result["counts"]
-    lines = [
-        f"scored {counts['scored']} images; skipped {counts['errors']} error rows, {counts['missing_truth']} without "
-        f"truth, {counts['size_mismatch']} of another size, {counts['unreadable']} unreadable",
-    ]
-    for key, label in METRICS:
-        lines.append(f"{label:<24}{_fmt(result[key])}")
-    lines.append(f"{'class':<24}{'IU':>8}{'accuracy':>10}{'truth px':>12}")
-    for name, row in result["per_class"].items():
-        lines.append(f"{name:<24}{_fmt(row['iu']):>8}{_fmt(row['accuracy']):>10}{row['truth_pixels']:>12}")
-    return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"

@@ -2,130 +2,42 @@
 
 The driver streams the ``train`` and ``val`` splits with Ray Data; each worker decodes, crops and flips
 in its loop, reports the validation mean IU every epoch with a checkpoint, and a later run with the same
-``--output`` continues from the last one (Ray Train keeps its run under ``OUTPUT/train``).
+``--output`` continues from the last one (Ray Train keeps its run under ``OUTPUT/train``). Reading and
+preparing the examples is ``pipeline.loop.train_data``'s; the run's settings are ``pipeline.loop.train_config``'s.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import ray
 import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from PIL import Image
 
 import models
 from models.weights import Weights
 
 from ..cluster import init_ray
-from ..io.output import list_parquet
 from ..io.storage import arrow_fs
-from .evaluate import IGNORE, confusion_vector, decode_mask, scores, storage_config
-from .scenes import CLASSES
+from .evaluate import storage_config
+from .metrics import IGNORE, confusion_vector, scores
+from .train_config import TrainConfig
+from .train_data import decode, random_crop, read_splits, split_datasets, to_input
 
 RUN_NAME = "train"  # Ray Train's run folder inside --output
 MODEL_FILE, STATE_FILE = "model.pth", "train_state.pth"
 SCORE = "val_mean_iu"
 
 
-class TrainError(ValueError):
-    """A training run that cannot start; the message names the thing and what to do."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run.
-
-    Args:
-        data: Parquet dataset (file, folder or ``s3://`` prefix) with image and mask PNGs and a split column.
-        output: folder or ``s3://`` prefix for Ray Train's checkpoints and the best ``model.pth``.
-        model: registered architecture.
-        epochs: most epochs; fewer when ``max_minutes`` runs out first.
-        batch_size: crops per step and worker.
-        lr: peak AdamW learning rate (linear warm-up over the first epoch, then cosine to zero).
-        weight_decay: AdamW weight decay.
-        crop: side of the square training crops; smaller images are padded with ignored pixels.
-        init_from: checkpoint whose same-named layers initialise the net (FCN-16s -> FCN-8s).
-        workers: Ray Train workers (data-parallel replicas).
-        threads: torch threads per worker; default this host's cores over its workers.
-        num_cpus: logical CPUs of a local Ray cluster; default the cores plus one (``pipeline.cluster``).
-        max_minutes: training-time budget; the cosine schedule is shortened to end within it.
-        classes: class names, index = class id in the masks.
-        seed: seed of crops, flips and initialisation.
-        ray_address: cluster to join; default ``$RAY_ADDRESS``, else a new local one.
-    """
-
-    data: str
-    output: str
-    model: str = "fcn8s_mobilenet_v3"
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    crop: int = 192
-    init_from: str | None = None
-    workers: int = 1
-    threads: int | None = None
-    num_cpus: int | None = None
-    max_minutes: float | None = None
-    classes: tuple[str, ...] = CLASSES
-    image_column: str = "image"
-    mask_column: str = "mask"
-    split_column: str = "split"
-    seed: int = 0
-    ray_address: str | None = None
-
-
-def png_columns(batch: pa.Table, config: TrainConfig, split: str) -> pa.Table:
-    """The rows of one split as ``image_png, mask_png`` (binary, or the bytes of a ``{bytes, path}`` struct)."""
-    batch = batch.filter(pc.equal(batch[config.split_column], split))
-    out = {}
-    for name, column in (("image_png", config.image_column), ("mask_png", config.mask_column)):
-        values = batch[column]
-        out[name] = pc.struct_field(values, "bytes") if pa.types.is_struct(values.type) else values
-    return pa.table(out)
-
-
-def decode(image_png: bytes, mask_png: bytes) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(Image.open(io.BytesIO(image_png)).convert("RGB")), decode_mask(mask_png)
-
-
-def random_crop(image: np.ndarray, mask: np.ndarray, crop: int, rng: np.random.Generator) -> tuple:
-    """A ``crop`` x ``crop`` window (padding with ignored pixels where the image is smaller), randomly
-    flipped and transposed: aerial scenes have no up, so all eight symmetries of the square are fair."""
-    pad_h, pad_w = max(0, crop - mask.shape[0]), max(0, crop - mask.shape[1])
-    if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
-        mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=IGNORE)
-    y, x = (int(rng.integers(0, side - crop + 1)) for side in mask.shape)
-    image, mask = image[y : y + crop, x : x + crop], mask[y : y + crop, x : x + crop]
-    if rng.random() < 0.5:
-        image, mask = image[:, ::-1], mask[:, ::-1]
-    if rng.random() < 0.5:
-        image, mask = image[::-1], mask[::-1]
-    if rng.random() < 0.5:
-        image, mask = image.transpose(1, 0, 2), mask.T
-    return image, mask
-
-
-def to_input(images: np.ndarray, record: Weights, device: torch.device) -> torch.Tensor:
-    """``[N, H, W, 3]`` uint8 to a normalised float ``[N, 3, H, W]`` batch, channels-last (fastest on CPU)."""
-    return record.normalise(torch.from_numpy(np.require(images, requirements=["C", "W"])).to(device))
-
-
 def learning_rate(config: TrainConfig, step: int, total: int, per_epoch: int) -> float:
+    """Linear warm-up over the first epoch, then cosine to zero at step ``total``."""
     if step < per_epoch:
         return config.lr * (step + 1) / per_epoch
     return 0.5 * config.lr * (1 + math.cos(math.pi * min(1.0, (step - per_epoch) / max(1, total - per_epoch))))
@@ -139,6 +51,7 @@ def planned_epochs(config: TrainConfig, done: int, seconds: float) -> int:
 
 
 def all_reduce_max(value: float) -> float:
+    """The largest ``value`` over all workers (itself when there is one)."""
     if not (dist.is_available() and dist.is_initialized()):
         return value
     tensor = torch.tensor([value], dtype=torch.float64)
@@ -257,41 +170,56 @@ def fit(config: TrainConfig) -> dict:
     """
     started = time.monotonic()
     storage = storage_config(config.data, config.output)
-    fs, path = arrow_fs(config.data, storage)
-    files = [path] if path.endswith(".parquet") else list_parquet(fs, path)
-    if not files:
-        raise TrainError(f"--data {config.data}: no Parquet files there")
-    try:
-        splits = pads.dataset(files, filesystem=fs).to_table(columns=[config.split_column])[config.split_column]
-    except (pa.ArrowInvalid, KeyError) as exc:
-        raise TrainError(f"--data {config.data}: cannot read a {config.split_column!r} column: {exc}") from exc
-    counts = {split: pc.sum(pc.equal(splits, split)).as_py() or 0 for split in ("train", "val")}
-    for split, count in counts.items():
-        if not count:
-            raise TrainError(f"--data {config.data}: no rows with {config.split_column} == {split!r}")
+    files, fs, counts = read_splits(config, storage)
     out_fs, out_path = arrow_fs(config.output, storage)
     out_fs.create_dir(out_path, recursive=True)
-    resumed = None
-    if out_fs.get_file_info(f"{out_path}/{RUN_NAME}/checkpoint_manager_snapshot.json").is_file:
-        last = ray.train.Result.from_path(f"{out_path}/{RUN_NAME}", storage_filesystem=out_fs).metrics or {}
-        resumed = last.get("epoch")
-        print(f"continuing from the checkpoint of epoch {resumed} in {config.output}/{RUN_NAME}", flush=True)
+    resumed = resumed_epoch(config, out_fs, out_path)
     init_ray(config.ray_address, config.num_cpus)
-    columns = [config.image_column, config.mask_column, config.split_column]
-    datasets = {
-        split: ray.data.read_parquet(files, filesystem=fs, columns=columns).map_batches(
-            png_columns, fn_kwargs={"config": config, "split": split}, batch_format="pyarrow"
-        )
-        for split in ("train", "val")
+    trainer = make_trainer(config, split_datasets(files, fs, config), counts["train"], (out_fs, out_path))
+    metrics = save_best(trainer.fit(), out_fs, out_path)
+    return {
+        "epoch": metrics["epoch"],
+        SCORE: metrics[SCORE],
+        "seconds": time.monotonic() - started,
+        "resumed_from_epoch": resumed,
+        "model_path": f"{config.output.rstrip('/')}/{MODEL_FILE}",
     }
+
+
+def resumed_epoch(config: TrainConfig, out_fs, out_path: str) -> int | None:
+    """The epoch of the last checkpoint of a run already in the output folder (said aloud), else ``None``.
+
+    Args:
+        config: the run, for the message.
+        out_fs: pyarrow filesystem of the output folder.
+        out_path: the output folder inside ``out_fs``.
+    """
+    if not out_fs.get_file_info(f"{out_path}/{RUN_NAME}/checkpoint_manager_snapshot.json").is_file:
+        return None
+    last = ray.train.Result.from_path(f"{out_path}/{RUN_NAME}", storage_filesystem=out_fs).metrics or {}
+    resumed = last.get("epoch")
+    print(f"continuing from the checkpoint of epoch {resumed} in {config.output}/{RUN_NAME}", flush=True)
+    return resumed
+
+
+def make_trainer(config: TrainConfig, datasets: dict, train_rows: int, out: tuple) -> ray.train.torch.TorchTrainer:
+    """The Ray Train run: ``train_loop`` on each worker, keeping the two best checkpoints by ``val_mean_iu``.
+
+    Args:
+        config: the run.
+        datasets: the ``train`` and ``val`` Ray Datasets.
+        train_rows: rows of the ``train`` split, for the steps per epoch.
+        out: ``(pyarrow filesystem, path)`` of the output folder.
+    """
+    out_fs, out_path = out
     best_only = ray.train.CheckpointConfig(
         num_to_keep=2, checkpoint_score_attribute=SCORE, checkpoint_score_order="max"
     )
-    trainer = ray.train.torch.TorchTrainer(
+    return ray.train.torch.TorchTrainer(
         train_loop,
         train_loop_config={
             "config": config,
-            "steps_per_epoch": math.ceil(counts["train"] / config.workers / config.batch_size),
+            "steps_per_epoch": math.ceil(train_rows / config.workers / config.batch_size),
         },
         scaling_config=ray.train.ScalingConfig(num_workers=config.workers, use_gpu=torch.cuda.is_available()),
         run_config=ray.train.RunConfig(
@@ -301,16 +229,19 @@ def fit(config: TrainConfig) -> dict:
         # val is never split (rank 0 scores all of it); one worker reads train whole, without a split coordinator
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if config.workers > 1 else []),
     )
-    result = trainer.fit()
+
+
+def save_best(result: ray.train.Result, out_fs, out_path: str) -> dict:
+    """Copy the best checkpoint's ``model.pth`` (ties go to the later epoch) into the output folder; its metrics.
+
+    Args:
+        result: what the trainer returned.
+        out_fs: pyarrow filesystem of the output folder.
+        out_path: the output folder inside ``out_fs``.
+    """
     best, metrics = max(result.best_checkpoints, key=lambda pair: (pair[1][SCORE], pair[1]["epoch"]))
     with best.as_directory() as folder, open(os.path.join(folder, MODEL_FILE), "rb") as f:
         weights = f.read()
     with out_fs.open_output_stream(f"{out_path}/{MODEL_FILE}") as f:
         f.write(weights)
-    return {
-        "epoch": metrics["epoch"],
-        SCORE: metrics[SCORE],
-        "seconds": time.monotonic() - started,
-        "resumed_from_epoch": resumed,
-        "model_path": f"{config.output.rstrip('/')}/{MODEL_FILE}",
-    }
+    return metrics

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.loop.evaluate import EvalConfig, confusion_vector, evaluate, scores, source_stem
+from pipeline.loop.evaluate import EvalConfig, evaluate, source_stem
+from pipeline.loop.metrics import confusion_vector, scores
 from pipeline.stages.postprocess import encode_png
 
 NAMES = ["ground", "water", "road"]

@@ -14,7 +14,8 @@ from PIL import Image
 
 from jobs.report import main
 from pipeline.io.schema import MASKS_SCHEMA
-from pipeline.loop.report import NO_DATA, locate, palette, parquet_images, scan, tile, write_report
+from pipeline.loop.report import NO_DATA, palette, tile, write_report
+from pipeline.loop.scan import locate, parquet_images, scan
 from pipeline.stages.postprocess import encode_png
 
 CLASSES = ["background", "water", "forest & field"]

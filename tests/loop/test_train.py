@@ -8,9 +8,11 @@ import torch
 
 import models
 from models.registry import WEIGHTS
-from pipeline.loop.evaluate import IGNORE, confusion_vector, scores
+from pipeline.loop.metrics import IGNORE, confusion_vector, scores
 from pipeline.loop.scenes import CLASSES, make_scene, write_dataset
-from pipeline.loop.train import TrainConfig, fit, planned_epochs, random_crop, to_input
+from pipeline.loop.train import fit, planned_epochs
+from pipeline.loop.train_config import TrainConfig
+from pipeline.loop.train_data import random_crop, to_input
 
 
 def test_random_crop_pads_small_images_with_ignored_pixels():
