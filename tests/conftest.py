@@ -66,3 +66,11 @@ def _ray_shutdown():
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def pytest_collection_modifyitems(items):
+    """A test that starts Ray (the ``ray_local`` fixture) is ``slow`` by the marker's own definition,
+    so ``-m "not slow"`` stays the quick, Ray-free subset."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -88,7 +88,10 @@ class MaskTableSink(Datasink[dict]):
         parts = [p for p in parts if p.num_rows]
         if not parts:
             return {"files": [], "rows": 0, "ok": 0, "errors": 0, "nodes": {}}
-        batch = BlockAccessor.for_block(pa.concat_tables(parts)).to_batch_format("numpy")
+        # a column that is all null in one block is typed null there and string (or list) in the
+        # next: promote instead of refusing the write
+        table = pa.concat_tables(parts, promote_options="permissive")
+        batch = BlockAccessor.for_block(table).to_batch_format("numpy")
         masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
         # named by content: a retried write task rewrites the same file instead of adding a twin
         digest = hashlib.sha256("\n".join(sorted(batch["image_id"].tolist())).encode()).hexdigest()[:16]
