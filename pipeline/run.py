@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -152,28 +153,26 @@ def segment_chain(config: RunConfig, plan: Plan, resources: dict, committed: pa.
     in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
     decode_args = {"resize": resize, "max_pixels": config.max_pixels, "options": config.raster_options()}
     decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
-    ds = read_inputs(config)
-    if len(committed):
-        ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
-    return (
-        ds.map_batches(
-            decode_batch,
-            fn_kwargs=decode_args,
-            batch_size=config.decode_batch_size,
-            batch_format="numpy",
-            # a memory request of its own (a decoded image needs it) also keeps Ray from
-            # fusing decoding into the inference actors: it stays in CPU tasks beside them
-            memory=DECODE_MEMORY_BYTES,
-        )
-        .map_batches(
-            Segmenter,
-            fn_constructor_kwargs={"config": config, "storage": _weights_options(config), "resize": resize},
-            batch_size=config.batch_size,
-            batch_format="numpy",
-            **resources,
-        )
-        .map_batches(finish_batch, batch_format="numpy")
+    decoded = read_inputs(config, committed).map_batches(
+        decode_batch,
+        fn_kwargs=decode_args,
+        batch_size=config.decode_batch_size,
+        batch_format="numpy",
+        # a memory request of its own (a decoded image needs it) also keeps Ray from
+        # fusing decoding into the inference actors: it stays in CPU tasks beside them
+        memory=DECODE_MEMORY_BYTES,
     )
+    # frames of a multi-frame file are committed as ``id#k``: resume drops them one by one
+    frames = pc.filter(committed, pc.match_substring(committed, "#")) if len(committed) else committed
+    if len(frames):
+        decoded = decoded.map_batches(drop_committed_frames, fn_kwargs={"frames": frames}, batch_format="numpy")
+    return decoded.map_batches(
+        Segmenter,
+        fn_constructor_kwargs={"config": config, "storage": _weights_options(config), "resize": resize},
+        batch_size=config.batch_size,
+        batch_format="numpy",
+        **resources,
+    ).map_batches(finish_batch, batch_format="numpy")
 
 
 def run_record(
@@ -214,6 +213,7 @@ def stage_seconds(ds: ray.data.Dataset) -> dict[str, float]:
     return {op.operator_name: round(op.wall_time.sum, 3) for op in operators if op.wall_time}
 
 
-def drop_committed(batch: pa.Table, committed: pa.Array) -> pa.Table:
-    """Resume: leave out inputs whose image_id is already in masks/."""
-    return batch.filter(pc.invert(pc.is_in(batch["image_id"], value_set=committed)))
+def drop_committed_frames(batch: dict[str, np.ndarray], frames: pa.Array) -> dict[str, np.ndarray]:
+    """Resume of multi-frame files: leave out decoded frames whose ``id#k`` is already in masks/."""
+    keep = ~np.isin(batch["image_id"].astype(str), frames.to_numpy(zero_copy_only=False).astype(str))
+    return {name: column[keep] for name, column in batch.items()}

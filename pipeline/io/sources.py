@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,12 +13,14 @@ import pyarrow.fs as pafs
 import ray.data
 
 from ..config import ConfigError, RunConfig
+from .output import MANIFEST
 from .schema import parquet_image_tag
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]
 MANIFEST_SUFFIXES = (".txt", ".csv", ".lst")
 URI_COLUMNS = ("uri", "path", "source", "url")
+log = logging.getLogger(__name__)
 
 
 def input_format(config: RunConfig) -> str:
@@ -40,52 +44,100 @@ def image_id(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:32]
 
 
-def read_inputs(config: RunConfig) -> ray.data.Dataset:
-    """Stream the inputs of a run as ``image_id, source, bytes, error`` rows."""
+def read_inputs(config: RunConfig, committed: pa.Array | None = None) -> ray.data.Dataset:
+    """Stream the inputs of a run as ``image_id, source, bytes, error`` rows.
+
+    Args:
+        config: the run configuration (``input``, its format and S3 settings).
+        committed: image ids already in ``masks/`` (resume). Their inputs are left out before
+            their bytes are read where the id is known first (files, manifests); Parquet rows
+            come with their bytes and are dropped right after reading.
+    """
+    committed = committed if committed is not None else pa.array([], pa.string())
     kind = input_format(config)
     fs, path = arrow_fs(config.input, config)
     scheme = "s3://" if is_s3(config.input) else ""
     if kind == "files":
-        paths = list_images(fs, path)
+        paths = list_images(fs, path, outputs=[arrow_fs(config.output, config)[1]])
         if not paths:
             names = ", ".join(IMAGE_EXTENSIONS)
             raise ConfigError([f"--input {config.input}: no image files in it ({names}); check the path"])
+        if len(committed):
+            todo = pc.invert(pc.is_in(pa.array([image_id(scheme + p) for p in paths]), value_set=committed))
+            if not (paths := pa.array(paths).filter(todo).to_pylist()):
+                return ray.data.from_arrow(_inputs([], [], [], []))  # nothing new: an empty run
         # one block per decode batch rather than Ray's size estimate (which varies with the
         # cluster): each block reaches a single inference actor, so small blocks spread the work
         blocks = max(1, -(-len(paths) // config.decode_batch_size))
-        ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=fs, override_num_blocks=blocks)
-        ds = ds.map_batches(from_files, fn_kwargs={"scheme": scheme}, batch_format="pyarrow")
+        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+        ds = ds.map_batches(read_files, fn_kwargs={"config": config, "scheme": scheme}, batch_format="pyarrow")
     elif kind == "parquet":
         columns = [config.image_column] + ([config.id_column] if config.id_column else [])
         ds = ray.data.read_parquet(path, filesystem=fs, columns=columns, include_paths=True)
         kwargs = {"image_column": config.image_column, "id_column": config.id_column, "scheme": scheme}
         ds = ds.map_batches(from_parquet, fn_kwargs=kwargs, batch_format="pyarrow")
+        if len(committed):
+            ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
     else:
         ds = read_manifest(path, fs, config)
-        ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config}, batch_format="pyarrow")
+        ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config, "committed": committed}, batch_format="pyarrow")
     return ds.limit(config.limit) if config.limit else ds
 
 
-def list_images(fs: pafs.FileSystem, path: str) -> list[str]:
-    """Image files below ``path`` (recursive), hidden files left out.
+def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list[str]:
+    """Image files below ``path`` (recursive), hidden files and our own outputs left out.
 
     Listed here rather than by ``read_binary_files(file_extensions=...)``, which drops names
     holding ``?`` (read as a URL query) and top-level names starting with ``_`` (``_DSC0001.JPG``).
+    An output folder inside the input (``outputs``, or any folder holding a run's ``_manifest.json``,
+    with its ``report/`` and ``exports/``) is not input: it is left out and said so once.
+
+    Args:
+        fs: filesystem of ``path``.
+        path: a folder or one file.
+        outputs: output folders (paths inside ``fs``) to leave out.
     """
     if fs.get_file_info(path).is_file:
         return [path]
     extensions = {f".{e}" for e in IMAGE_EXTENSIONS}
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    return sorted(
-        i.path
-        for i in infos
-        if i.is_file and not i.base_name.startswith(".") and os.path.splitext(i.base_name)[1].lower() in extensions
-    )
+    roots = {*(o.rstrip("/") for o in outputs), *(i.path.rsplit("/", 1)[0] for i in infos if i.base_name == MANIFEST)}
+    images, skipped = [], Counter()
+    for info in infos:
+        if (
+            not info.is_file
+            or info.base_name.startswith(".")
+            or os.path.splitext(info.base_name)[1].lower() not in extensions
+        ):
+            continue
+        root = next((r for r in roots if info.path.startswith(r + "/")), None)
+        if root is None:
+            images.append(info.path)
+        else:
+            skipped[root] += 1
+    for root, count in sorted(skipped.items()):
+        log.warning("left out %d image files under %s: it is an output folder of this job, not input", count, root)
+    return sorted(images)
 
 
-def from_files(batch: pa.Table, scheme: str) -> pa.Table:
-    sources = [scheme + p for p in batch["path"].to_pylist()]
-    return _inputs(sources, [image_id(s) for s in sources], batch["bytes"], [None] * len(sources))
+def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
+    """Read each listed file; one removed, forbidden or unreadable since listing becomes its error row."""
+    fs, _ = arrow_fs(config.input, config)
+    paths = batch["path"].to_pylist()
+    blobs, errors = [], []
+    for path in paths:
+        try:
+            with fs.open_input_stream(path) as f:
+                blobs.append(f.read())
+            errors.append(None)
+        except FileNotFoundError:
+            blobs.append(b"")
+            errors.append(f"{scheme}{path} was listed but is gone (removed after listing); rerun to retry it")
+        except OSError as exc:  # permissions, a 403 from S3, an I/O error
+            blobs.append(b"")
+            errors.append(f"cannot read {scheme}{path}: {type(exc).__name__}: {exc}; check its permissions")
+    sources = [scheme + p for p in paths]
+    return _inputs(sources, [image_id(s) for s in sources], blobs, errors)
 
 
 def from_parquet(batch: pa.Table, image_column: str, id_column: str | None, scheme: str) -> pa.Table:
@@ -112,10 +164,12 @@ def read_manifest(path: str, fs, config: RunConfig) -> ray.data.Dataset:
     return ray.data.read_parquet(path, filesystem=fs)
 
 
-def fetch_uris(batch: pa.Table, config: RunConfig) -> pa.Table:
-    """Read each listed URI; a missing or unreadable one becomes an error row, not a failed task."""
+def fetch_uris(batch: pa.Table, config: RunConfig, committed: pa.Array) -> pa.Table:
+    """Read each listed URI not yet committed; a missing or unreadable one becomes an error row, not a failed task."""
     column = next((c for c in (*URI_COLUMNS, "text") if c in batch.column_names), batch.column_names[0])
-    sources = [str(u).strip() for u in batch[column].to_pylist()]
+    listed = [str(u).strip() for u in batch[column].to_pylist()]
+    todo = pc.invert(pc.is_in(pa.array([image_id(s) for s in listed], pa.string()), value_set=committed))
+    sources = pa.array(listed, pa.string()).filter(todo).to_pylist()
     blobs, errors = [], []
     for uri in sources:
         try:
@@ -141,3 +195,8 @@ def _inputs(sources, ids, blobs, errors) -> pa.Table:
             "error": pa.array(errors, pa.string()),
         }
     )
+
+
+def drop_committed(batch: pa.Table, committed: pa.Array) -> pa.Table:
+    """Resume: leave out rows whose image_id is already in ``masks/``."""
+    return batch.filter(pc.invert(pc.is_in(batch["image_id"], value_set=committed)))

@@ -1,0 +1,93 @@
+"""Every input exactly once across reruns: the granularity resume commits at, inputs that change under
+a run, and outputs that sit inside the input folder. Real local Ray, output read back with DuckDB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from imagefiles import CLASSES, bad_images, good_images, rgb, varied_checkpoint, write_tree
+from outputs import check_contract, read_tables
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+import pipeline.io.sources as sources
+from jobs.segment import main
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
+
+
+def job(input_uri, output_uri, weights, *extra):
+    argv = ["--input", str(input_uri), "--output", str(output_uri), "--weights", weights]
+    return main([*argv, "--classes", ",".join(CLASSES), "--actors-max", "1", "--batch-size", "4", *extra])
+
+
+def counts(out: Path) -> dict:
+    return json.loads((out / "_manifest.json").read_text())["runs"][-1]["counts"]
+
+
+def test_multi_frame_dicom_is_not_duplicated_by_a_resume(tmp_path, ray_local, weights):
+    (tmp_path / "in").mkdir()
+    shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "in" / "dose.dcm")  # 15 frames
+    Image.fromarray(rgb(20, 30, 1)).save(tmp_path / "in" / "one.png")
+    for _ in range(2):
+        assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    check_contract(masks, stats, CLASSES)
+    assert masks.num_rows == 16
+    assert counts(tmp_path / "out")["rows"] == 0
+
+
+def test_several_blocks_per_write_with_an_error_among_them(tmp_path, ray_local, weights):
+    """One decode batch per image: the write task gets blocks whose error column is all null and one
+    whose is not (Arrow typed them null and string, and the write used to fail)."""
+    good, bad = good_images(), bad_images()
+    write_tree(tmp_path / "in", {k: v[0] for k, v in {**good, **bad}.items()})
+    assert job(tmp_path / "in", tmp_path / "out", weights, "--decode-batch-size", "1") == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    rows = check_contract(masks, stats, CLASSES)
+    assert len(rows) == len(good) + len(bad) and counts(tmp_path / "out")["errors"] == len(bad)
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == 1  # all of them in one write
+
+
+def test_a_file_removed_after_listing_is_an_error_row(tmp_path, ray_local, weights, monkeypatch):
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(rgb(24, 28, i)).save(tmp_path / "in" / f"{i}.png")
+    listed = sources.list_images
+
+    def list_then_remove(fs, path, outputs=()):
+        paths = listed(fs, path, outputs)
+        Path(paths[1]).unlink()  # gone between the listing and the read
+        return paths
+
+    monkeypatch.setattr(sources, "list_images", list_then_remove)
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    rows = check_contract(*read_tables(str(tmp_path / "out")), CLASSES)
+    gone = rows[str(tmp_path / "in" / "1.png")]
+    assert gone["status"] == "error" and "removed after listing" in gone["error"]
+    assert [rows[str(tmp_path / "in" / f"{i}.png")]["status"] for i in (0, 2)] == ["ok", "ok"]
+
+
+def test_an_output_inside_the_input_folder_is_not_read_back(tmp_path, ray_local, weights, caplog):
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        Image.fromarray(rgb(24, 28, i)).save(tmp_path / "in" / f"{i}.png")
+    out = tmp_path / "in" / "out"
+    assert job(tmp_path / "in", out, weights) == 0
+    Image.fromarray(rgb(30, 30, 5)).save(out / "report.png")  # what a report leaves beside the tables
+    (out / "exports").mkdir()
+    Image.fromarray(rgb(30, 30, 6)).save(out / "exports" / "mask.png")
+    elsewhere = tmp_path / "in" / "old-run"  # an earlier run's output, named by its manifest
+    elsewhere.mkdir()
+    (elsewhere / "_manifest.json").write_text("{}")
+    Image.fromarray(rgb(30, 30, 7)).save(elsewhere / "contact_sheet.png")
+    assert job(tmp_path / "in", out, weights) == 0
+    masks, _ = read_tables(str(out))
+    assert sorted(masks["source"].to_pylist()) == [str(tmp_path / "in" / f"{i}.png") for i in range(2)]
+    assert f"left out 2 image files under {out}" in caplog.text and f"1 image files under {elsewhere}" in caplog.text
