@@ -19,8 +19,9 @@ import models
 
 from .cluster import init_ray
 from .config import ConfigError, RunConfig
-from .io.output import check_mode, check_writable, prepare, write_manifest
-from .io.sink import MaskTableSink, RunInfo
+from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
+from .io.schema import RunInfo
+from .io.sink import MaskTableSink
 from .io.sources import read_inputs
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .stages.decode import decode_batch
@@ -60,6 +61,7 @@ def preflight(config: RunConfig) -> Plan:
         try:
             out_fs, root = arrow_fs(config.output, config)
             check_mode(out_fs, root, config.mode)
+            check_compatible(out_fs, root, config.mode, RunInfo("", config.model, meta.sha256, names))
             check_writable(out_fs, root)
         except Exception as exc:
             problems.append(str(exc))
@@ -134,6 +136,7 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     segmented = segment_chain(config, plan, resources, committed)
     segmented.write_datasink(sink)
     record = run_record(config, plan, started, committed, sink.results, segmented)
+    record["totals"] = table_totals(out_fs, root)
     write_manifest(out_fs, root, record)
     if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
         out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .schema import CLASS_NAMES_KEY, MODEL_KEY, WEIGHTS_KEY, RunInfo, read_metadata
 
 MANIFEST = "_manifest.json"
 TABLES = ("masks", "class_stats")
@@ -38,6 +42,45 @@ def check_mode(fs: pafs.FileSystem, root: str, mode: str) -> None:
     has_results = list_parquet(fs, f"{root}/masks") or fs.get_file_info(f"{root}/{MANIFEST}").is_file
     if mode == "error" and has_results:
         raise OutputError(f"--output {root} already holds results; use --mode resume or --mode overwrite")
+
+
+def check_compatible(fs: pafs.FileSystem, root: str, mode: str, run: RunInfo) -> None:
+    """``--mode resume`` adds rows to a table whose model, weights and class names must be this run's.
+
+    Masks of another model or class list would give ``class_pixels`` of another length, or class ids
+    that mean other things, in one table.
+
+    Args:
+        fs: filesystem of the output.
+        root: output path inside ``fs``.
+        mode: the run's ``--mode``; only ``resume`` is checked (``overwrite`` replaces the table).
+        run: this run's provenance.
+    """
+    if mode != "resume":
+        return
+    keys = (MODEL_KEY, WEIGHTS_KEY, CLASS_NAMES_KEY)
+    ours = tuple(read_metadata(run.metadata())[k] for k in keys)
+    for path in list_parquet(fs, f"{root}/masks"):
+        meta = read_metadata(pq.read_schema(path, filesystem=fs).metadata)
+        theirs = tuple(meta.get(k, "") for k in keys)
+        if theirs != ours:
+            said = ", ".join(f"{k.removeprefix('fcn.')} {v or '(random)'}" for k, v in zip(keys, theirs, strict=True))
+            wanted = ", ".join(f"{k.removeprefix('fcn.')} {v or '(random)'}" for k, v in zip(keys, ours, strict=True))
+            raise OutputError(
+                f"--output {root} holds masks of {said} ({path.rsplit('/', 1)[-1]}); this run has {wanted}. "
+                "Resume only with the same model, weights and classes: use another --output, "
+                "or --mode overwrite to replace the table"
+            )
+
+
+def table_totals(fs: pafs.FileSystem, root: str) -> dict:
+    """What the masks table holds as committed, all runs together: inputs (rows), ok and errors."""
+    masks = list_parquet(fs, f"{root}/masks")
+    if not masks:
+        return {"inputs": 0, "ok": 0, "errors": 0}
+    status = pads.dataset(masks, filesystem=fs, format="parquet").to_table(columns=["status"])["status"]
+    ok = int(pc.sum(pc.equal(status, "ok")).as_py() or 0)
+    return {"inputs": len(status), "ok": ok, "errors": len(status) - ok}
 
 
 def prepare(fs: pafs.FileSystem, root: str, mode: str) -> pa.Array:
@@ -78,7 +121,7 @@ def write_manifest(fs: pafs.FileSystem, root: str, run: dict) -> dict:
     """Append this run and rewrite the manifest (staged, then moved into place)."""
     manifest = read_manifest(fs, root)
     runs = [*manifest.get("runs", []), run]
-    latest = {k: run[k] for k in ("run_id", "complete", "model", "weights", "class_names", "counts")}
+    latest = {k: run[k] for k in ("run_id", "complete", "model", "weights", "class_names", "counts", "totals")}
     manifest = {**latest, "runs": runs}
     staged = f"{root}/_staging/{MANIFEST}.{run['run_id']}"
     fs.create_dir(f"{root}/_staging", recursive=True)

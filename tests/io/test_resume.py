@@ -40,7 +40,9 @@ def test_multi_frame_dicom_is_not_duplicated_by_a_resume(tmp_path, ray_local, we
     masks, stats = read_tables(str(tmp_path / "out"))
     check_contract(masks, stats, CLASSES)
     assert masks.num_rows == 16
-    assert counts(tmp_path / "out")["rows"] == 0
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["counts"]["rows"] == 0  # this run's own work: nothing new
+    assert manifest["totals"] == {"inputs": 16, "ok": 16, "errors": 0}  # the table as committed
 
 
 def test_several_blocks_per_write_with_an_error_among_them(tmp_path, ray_local, weights):
@@ -91,3 +93,18 @@ def test_an_output_inside_the_input_folder_is_not_read_back(tmp_path, ray_local,
     masks, _ = read_tables(str(out))
     assert sorted(masks["source"].to_pylist()) == [str(tmp_path / "in" / f"{i}.png") for i in range(2)]
     assert f"left out 2 image files under {out}" in caplog.text and f"1 image files under {elsewhere}" in caplog.text
+
+
+def test_a_resume_with_another_model_weights_or_classes_is_refused(tmp_path, ray_local, weights, capsys):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb(24, 28, 0)).save(tmp_path / "in" / "0.png")
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    capsys.readouterr()
+    other = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--actors-max", "1"]
+    assert main([*other, "--weights", weights, "--classes", "a,b,c"]) == 2
+    assert "holds masks of model fcn8s_mobilenet_v3" in capsys.readouterr().err
+    assert main([*other, "--weights", "random"]) == 2
+    said = capsys.readouterr().err
+    assert "weights_sha256 (random)" in said and "--mode overwrite" in said
+    assert len(json.loads((tmp_path / "out" / "_manifest.json").read_text())["runs"]) == 1  # nothing written
+    assert main([*other, "--weights", "random", "--mode", "overwrite"]) == 0
