@@ -90,7 +90,7 @@ def test_parquet_with_struct_column_and_ids(tmp_path, ray_local, weights):
     by_id = {r["image_id"]: r for r in masks.to_pylist()}
     assert set(by_id) == {f"k{i}" for i in range(6)}
     assert (by_id["k3"]["height"], by_id["k3"]["width"]) == (43, 56)
-    assert by_id["k5"]["status"] == "error" and by_id["k5"]["source"].endswith("a.parquet#broken.png")
+    assert by_id["k5"]["status"] == "error" and by_id["k5"]["source"].endswith("a.parquet#row-5/broken.png")
 
 
 def test_s3_in_and_out_with_a_mixed_manifest(tmp_path, s3_bucket, s3_endpoint, ray_local, weights):

@@ -7,7 +7,6 @@ change of the contract that DuckDB, pandas and the users' own code read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -82,10 +81,11 @@ def class_names(meta: dict[str, str]) -> list[str] | None:
     return json.loads(meta[CLASS_NAMES_KEY]) if CLASS_NAMES_KEY in meta else None
 
 
-def parquet_image_tag(inner_path: str | None, blob: bytes | None) -> str:
-    """What follows ``#`` in the source of an image stored in a Parquet file.
+def parquet_image_tag(row: int, inner_path: str | None) -> str:
+    """What follows ``#`` in the source of an image stored in a Parquet file: ``row-N`` and its own path.
 
-    The struct's own ``path`` when it has one (Hugging Face ``{bytes, path}``), else a hash of the
-    bytes: the sources write it, and the report finds the image again by it.
+    ``row`` is the row's number in its file (unique even where a ``{bytes, path}`` column repeats its
+    ``path``); the struct's ``path``, when it has one, follows for people. The sources write it, and
+    the report finds the image again by it.
     """
-    return inner_path or "sha256=" + hashlib.sha256(blob or b"").hexdigest()[:16]
+    return f"row-{row}/{inner_path}" if inner_path else f"row-{row}"

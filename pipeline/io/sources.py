@@ -10,6 +10,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray.data
 
 from ..config import ConfigError, RunConfig
@@ -72,10 +73,12 @@ def read_inputs(config: RunConfig, committed: pa.Array | None = None) -> ray.dat
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
         ds = ds.map_batches(read_files, fn_kwargs={"config": config, "scheme": scheme}, batch_format="pyarrow")
     elif kind == "parquet":
-        columns = [config.image_column] + ([config.id_column] if config.id_column else [])
-        ds = ray.data.read_parquet(path, filesystem=fs, columns=columns, include_paths=True)
-        kwargs = {"image_column": config.image_column, "id_column": config.id_column, "scheme": scheme}
-        ds = ds.map_batches(from_parquet, fn_kwargs=kwargs, batch_format="pyarrow")
+        files = list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])
+        if not files:
+            raise ConfigError([f"--input {config.input}: no Parquet files in it; check the path"])
+        kwargs = {"config": config, "scheme": scheme}
+        ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
+        ds = ds.map_batches(read_parquet_images, batch_size=1, fn_kwargs=kwargs, batch_format="pyarrow")
         if len(committed):
             ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
     else:
@@ -85,39 +88,44 @@ def read_inputs(config: RunConfig, committed: pa.Array | None = None) -> ray.dat
 
 
 def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list[str]:
-    """Image files below ``path`` (recursive), hidden files and our own outputs left out.
+    """Image files below ``path`` (recursive), hidden files and our own outputs left out (``list_files``).
 
     Listed here rather than by ``read_binary_files(file_extensions=...)``, which drops names
     holding ``?`` (read as a URL query) and top-level names starting with ``_`` (``_DSC0001.JPG``).
+    """
+    return list_files(fs, path, IMAGE_EXTENSIONS, outputs)
+
+
+def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: list[str] = ()) -> list[str]:
+    """Files below ``path`` (recursive) with one of ``extensions``, hidden files left out.
+
     An output folder inside the input (``outputs``, or any folder holding a run's ``_manifest.json``,
     with its ``report/`` and ``exports/``) is not input: it is left out and said so once.
 
     Args:
         fs: filesystem of ``path``.
         path: a folder or one file.
+        extensions: file name extensions to take, without the dot, lower case.
         outputs: output folders (paths inside ``fs``) to leave out.
     """
     if fs.get_file_info(path).is_file:
         return [path]
-    extensions = {f".{e}" for e in IMAGE_EXTENSIONS}
+    suffixes = {f".{e}" for e in extensions}
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     roots = {*(o.rstrip("/") for o in outputs), *(i.path.rsplit("/", 1)[0] for i in infos if i.base_name == MANIFEST)}
-    images, skipped = [], Counter()
+    found, skipped = [], Counter()
     for info in infos:
-        if (
-            not info.is_file
-            or info.base_name.startswith(".")
-            or os.path.splitext(info.base_name)[1].lower() not in extensions
-        ):
+        wanted = info.is_file and os.path.splitext(info.base_name)[1].lower() in suffixes
+        if not wanted or info.base_name.startswith("."):
             continue
         root = next((r for r in roots if info.path.startswith(r + "/")), None)
         if root is None:
-            images.append(info.path)
+            found.append(info.path)
         else:
             skipped[root] += 1
     for root, count in sorted(skipped.items()):
-        log.warning("left out %d image files under %s: it is an output folder of this job, not input", count, root)
-    return sorted(images)
+        log.warning("left out %d files under %s: it is an output folder of this job, not input", count, root)
+    return sorted(found)
 
 
 def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
@@ -140,18 +148,43 @@ def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
     return _inputs(sources, [image_id(s) for s in sources], blobs, errors)
 
 
-def from_parquet(batch: pa.Table, image_column: str, id_column: str | None, scheme: str) -> pa.Table:
-    column = batch[image_column]
-    inner_paths = [None] * len(batch)
+def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
+    """Rows of each Parquet file, one row group at a time, each tagged with its row number in the file.
+
+    The row number makes every row's source (``file.parquet#row-17/inner/path.png``) and id unique
+    even where a ``{bytes, path}`` column repeats its path, and stable while the file is unchanged.
+    A file that cannot be read becomes one error row naming it.
+    """
+    fs, _ = arrow_fs(config.input, config)
+    columns = [config.image_column] + ([config.id_column] if config.id_column else [])
+    for file in batch["path"].to_pylist():
+        try:
+            parquet = pq.ParquetFile(fs.open_input_file(file))
+            missing = [c for c in columns if c not in parquet.schema_arrow.names]
+            if missing:
+                raise ValueError(f"no column {', '.join(missing)} (see --image-column, --id-column)")
+        except Exception as exc:  # a corrupt or foreign file: its error row, the others go on
+            source = f"{scheme}{file}"
+            yield _inputs([source], [image_id(source)], [b""], [f"cannot read Parquet {source}: {exc}"])
+            continue
+        first = 0
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=columns)
+            yield from_parquet(table, first, f"{scheme}{file}", config.image_column, config.id_column)
+            first += table.num_rows
+
+
+def from_parquet(table: pa.Table, first: int, file: str, image_column: str, id_column: str | None) -> pa.Table:
+    """``image_id, source, bytes, error`` of the rows of one row group that starts at row ``first``."""
+    column = table[image_column]
+    inner_paths = [None] * len(table)
     if pa.types.is_struct(column.type):  # Hugging Face style {bytes, path}
         if "path" in column.type.names:
             inner_paths = pc.struct_field(column, "path").to_pylist()
         column = pc.struct_field(column, "bytes")
     blobs = column.to_pylist()
-    sources = []
-    for file, inner, blob in zip(batch["path"].to_pylist(), inner_paths, blobs, strict=True):
-        sources.append(f"{scheme}{file}#{parquet_image_tag(inner, blob)}")
-    ids = [str(v) for v in batch[id_column].to_pylist()] if id_column else [image_id(s) for s in sources]
+    sources = [f"{file}#{parquet_image_tag(first + i, inner)}" for i, inner in enumerate(inner_paths)]
+    ids = [str(v) for v in table[id_column].to_pylist()] if id_column else [image_id(s) for s in sources]
     return _inputs(sources, ids, blobs, [None if b is not None else "image bytes are null" for b in blobs])
 
 

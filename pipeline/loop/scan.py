@@ -149,15 +149,16 @@ def _find_images(parquet: pq.ParquetFile, image_column: str | None, tags: dict[s
     names, types = parquet.schema_arrow.names, parquet.schema_arrow.types
     binary = [n for n, t in zip(names, types, strict=True) if pa.types.is_struct(t) or pa.types.is_binary(t)]
     column = image_column if image_column in names else next(iter(binary), None)
-    found, tags = {}, dict(tags)
+    found, tags, first = {}, dict(tags), 0
     for batch in parquet.iter_batches(columns=[column], batch_size=64) if column else []:
         values, paths = batch.column(0), [None] * batch.num_rows
-        if pa.types.is_struct(values.type):  # Hugging Face style {bytes, path}, tagged as pipeline.sources does
+        if pa.types.is_struct(values.type):  # Hugging Face style {bytes, path}, tagged as pipeline.io.sources does
             paths = pc.struct_field(values, "path").to_pylist() if "path" in values.type.names else paths
             values = pc.struct_field(values, "bytes")
-        for inner, blob in zip(paths, values.to_pylist(), strict=True):
-            if (tag := parquet_image_tag(inner, blob)) in tags:
+        for row, (inner, blob) in enumerate(zip(paths, values.to_pylist(), strict=True), start=first):
+            if (tag := parquet_image_tag(row, inner)) in tags:
                 found[tags.pop(tag)] = blob
+        first += batch.num_rows
         if not tags:
             break
     return found

@@ -7,8 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from imagefiles import CLASSES, bad_images, good_images, rgb, varied_checkpoint, write_tree
+from imagefiles import CLASSES, bad_images, encode, good_images, rgb, varied_checkpoint, write_tree
 from outputs import check_contract, read_tables
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -92,7 +94,7 @@ def test_an_output_inside_the_input_folder_is_not_read_back(tmp_path, ray_local,
     assert job(tmp_path / "in", out, weights) == 0
     masks, _ = read_tables(str(out))
     assert sorted(masks["source"].to_pylist()) == [str(tmp_path / "in" / f"{i}.png") for i in range(2)]
-    assert f"left out 2 image files under {out}" in caplog.text and f"1 image files under {elsewhere}" in caplog.text
+    assert f"left out 2 files under {out}" in caplog.text and f"1 files under {elsewhere}" in caplog.text
 
 
 def test_a_resume_with_another_model_weights_or_classes_is_refused(tmp_path, ray_local, weights, capsys):
@@ -108,3 +110,18 @@ def test_a_resume_with_another_model_weights_or_classes_is_refused(tmp_path, ray
     assert "weights_sha256 (random)" in said and "--mode overwrite" in said
     assert len(json.loads((tmp_path / "out" / "_manifest.json").read_text())["runs"]) == 1  # nothing written
     assert main([*other, "--weights", "random", "--mode", "overwrite"]) == 0
+
+
+def test_parquet_rows_that_repeat_their_path_each_keep_their_own_id(tmp_path, ray_local, weights):
+    """A Hugging Face ``{bytes, path}`` column with ``image.png`` in every row, over two row groups."""
+    blobs = [encode(Image.fromarray(rgb(20 + i, 24, i)), "PNG") for i in range(5)]
+    column = pa.array([{"bytes": b, "path": "image.png"} for b in blobs])
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"image": column}), tmp_path / "pq" / "shard.parquet", row_group_size=3)
+    for _ in range(2):
+        assert job(tmp_path / "pq", tmp_path / "out", weights) == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    rows = check_contract(masks, stats, CLASSES)
+    assert sorted(rows) == [f"{tmp_path}/pq/shard.parquet#row-{i}/image.png" for i in range(5)]
+    assert [rows[f"{tmp_path}/pq/shard.parquet#row-{i}/image.png"]["height"] for i in range(5)] == [20, 21, 22, 23, 24]
+    assert counts(tmp_path / "out")["rows"] == 0  # the rerun found every row committed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 
@@ -126,20 +125,19 @@ def test_overlay_tints_classes_but_not_background_or_no_data():
     assert np.abs(water - expected).max() <= 1
 
 
-def test_parquet_sources_are_found_by_inner_path(tmp_path):
+def test_parquet_sources_are_found_by_row_and_inner_path(tmp_path):
     image, mask = scene(30, 40, 3)
-    column = pa.array([{"bytes": b"other", "path": "a.png"}, {"bytes": png(image), "path": "dir/b.png"}])
+    column = pa.array([{"bytes": b"other", "path": "b.png"}, {"bytes": png(image), "path": "dir/b.png"}])
     pq.write_table(pa.table({"image": column}), tmp_path / "data.parquet")
-    rows = [{"source": f"{tmp_path}/data.parquet#dir/b.png"}, {"source": f"{tmp_path}/data.parquet#gone.png"}]
-    plain = pa.table({"image": pa.array([png(image)], pa.binary())})
-    pq.write_table(plain, tmp_path / "plain.parquet")
-    tag = "sha256=" + hashlib.sha256(png(image)).hexdigest()[:16]  # the tag of an image without a path
+    rows = [{"source": f"{tmp_path}/data.parquet#row-1/dir/b.png"}, {"source": f"{tmp_path}/data.parquet#row-2/b.png"}]
+    plain = pa.table({"image": pa.array([b"first", png(image)], pa.binary())})
+    pq.write_table(plain, tmp_path / "plain.parquet", row_group_size=1)  # rows counted over row groups
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
-    more = [{"source": f"{tmp_path}/plain.parquet#{tag}"}, {"source": f"{tmp_path}/broken.parquet#b.png"}]
+    more = [{"source": f"{tmp_path}/plain.parquet#row-1"}, {"source": f"{tmp_path}/broken.parquet#row-0"}]
     found = parquet_images(rows + more, "image", None)
     assert found == {rows[0]["source"]: png(image), more[0]["source"]: png(image)}
     _, caption = tile(ok_row("y", rows[1]["source"], mask), found.get(rows[1]["source"]), CLASSES)
-    assert caption.startswith("gone.png") and "mask only" in caption
+    assert caption.startswith("b.png") and "mask only" in caption
 
 
 def test_images_root_relocates_sources_and_cli_reports_bad_folders(run, tmp_path, capsys):
