@@ -86,6 +86,9 @@ class RunConfig(BaseModel):
         "resume",
         description="resume: skip images already in --output; overwrite: start afresh; error: refuse non-empty output",
     )
+    retry_errors: bool = Field(
+        False, description="resume: do the inputs whose committed row is an error again (the newer row replaces it)"
+    )
     limit: int | None = Field(None, gt=0, description="segment at most this many inputs (a quick try)")
     ray_address: str | None = Field(
         None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"

@@ -20,6 +20,7 @@ import models
 from .cluster import init_ray
 from .config import ConfigError, RunConfig
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
+from .io.resume import committed_rows, take_back
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import read_inputs
@@ -128,7 +129,8 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     init_ray(config.ray_address, config.num_cpus)
     started = time.time()
     out_fs, root = arrow_fs(config.output, config)
-    committed = prepare(out_fs, root, config.mode)
+    prepare(out_fs, root, config.mode)
+    committed, retried = resume_set(out_fs, root, plan.run_id, config)
     sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                          config.rows_per_file)  # fmt: skip
     resources = actor_resources(config)
@@ -136,11 +138,28 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     segmented = segment_chain(config, plan, resources, committed)
     segmented.write_datasink(sink)
     record = run_record(config, plan, started, committed, sink.results, segmented)
+    record["counts"]["retried"] = retried
     record["totals"] = table_totals(out_fs, root)
     write_manifest(out_fs, root, record)
     if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
         out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")
     return record
+
+
+def resume_set(out_fs: pafs.FileSystem, root: str, run_id: str, config: RunConfig) -> tuple[pa.Array, int]:
+    """The image ids this run leaves out as committed, and how many committed rows it takes back to redo.
+
+    With ``--retry-errors`` the committed error rows are taken back first (``take_back``), so their
+    inputs are done again and the newer row is the only one.
+    """
+    if config.mode != "resume":
+        return pa.array([], pa.string()), 0
+    rows = committed_rows(out_fs, root)
+    if not config.retry_errors:
+        return rows["image_id"].combine_chunks(), 0
+    failed = pc.equal(rows["status"], "error")
+    retried = take_back(out_fs, root, run_id, rows["image_id"].filter(failed).combine_chunks())
+    return rows["image_id"].filter(pc.invert(failed)).combine_chunks(), retried
 
 
 def segment_chain(config: RunConfig, plan: Plan, resources: dict, committed: pa.Array) -> ray.data.Dataset:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
@@ -83,30 +82,24 @@ def table_totals(fs: pafs.FileSystem, root: str) -> dict:
     return {"inputs": len(status), "ok": ok, "errors": len(status) - ok}
 
 
-def prepare(fs: pafs.FileSystem, root: str, mode: str) -> pa.Array:
-    """Apply the mode and return the image ids already committed (empty unless resuming).
+def prepare(fs: pafs.FileSystem, root: str, mode: str) -> None:
+    """Apply the mode: ``overwrite`` empties the output; otherwise leftovers of a killed run are cleared.
 
-    Leftovers of a killed run are cleared first: staged files never committed, and
-    class_stats files whose masks partner was never moved into place.
+    Leftovers are staged files never committed, and class_stats files whose masks partner was
+    never moved into place.
     """
     check_mode(fs, root, mode)
-    masks = list_parquet(fs, f"{root}/masks")
     if mode == "overwrite":
         for folder in (*TABLES, "_staging"):
             fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)
         if fs.get_file_info(f"{root}/{MANIFEST}").is_file:
             fs.delete_file(f"{root}/{MANIFEST}")
-        return pa.array([], pa.string())
+        return
     fs.delete_dir_contents(f"{root}/_staging", missing_dir_ok=True)
-    committed = {p.rsplit("/", 1)[-1] for p in masks}
+    committed = {p.rsplit("/", 1)[-1] for p in list_parquet(fs, f"{root}/masks")}
     for orphan in list_parquet(fs, f"{root}/class_stats"):
         if orphan.rsplit("/", 1)[-1] not in committed:
             fs.delete_file(orphan)
-    if not masks:
-        return pa.array([], pa.string())
-    return (
-        pads.dataset(masks, filesystem=fs, format="parquet").to_table(columns=["image_id"])["image_id"].combine_chunks()
-    )
 
 
 def read_manifest(fs: pafs.FileSystem, root: str) -> dict:

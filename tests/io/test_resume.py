@@ -125,3 +125,24 @@ def test_parquet_rows_that_repeat_their_path_each_keep_their_own_id(tmp_path, ra
     assert sorted(rows) == [f"{tmp_path}/pq/shard.parquet#row-{i}/image.png" for i in range(5)]
     assert [rows[f"{tmp_path}/pq/shard.parquet#row-{i}/image.png"]["height"] for i in range(5)] == [20, 21, 22, 23, 24]
     assert counts(tmp_path / "out")["rows"] == 0  # the rerun found every row committed
+
+
+def test_retry_errors_redoes_failed_inputs_and_the_newer_row_is_the_only_one(tmp_path, ray_local, weights):
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(rgb(24, 28, i)).save(tmp_path / "in" / f"{i}.png")
+    (tmp_path / "in" / "late.png").write_bytes(b"\x89PNG\r\n\x1a\n half uploaded")  # a transient failure
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    Image.fromarray(rgb(30, 31, 9)).save(tmp_path / "in" / "late.png")  # the upload finished
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0  # plain resume: error rows are kept
+    late = str(tmp_path / "in" / "late.png")
+    assert check_contract(*read_tables(str(tmp_path / "out")), CLASSES)[late]["status"] == "error"
+
+    assert job(tmp_path / "in", tmp_path / "out", weights, "--retry-errors") == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    rows = check_contract(masks, stats, CLASSES)  # one row per image_id, stats agree with masks
+    assert masks.num_rows == 4 and rows[late]["status"] == "ok" and rows[late]["height"] == 30
+    assert all(rows[str(tmp_path / "in" / f"{i}.png")]["status"] == "ok" for i in range(3))
+    assert counts(tmp_path / "out")["retried"] == 1 and counts(tmp_path / "out")["rows"] == 1
+    assert job(tmp_path / "in", tmp_path / "out", weights, "--retry-errors") == 0
+    assert counts(tmp_path / "out")["retried"] == 0 and read_tables(str(tmp_path / "out"))[0].num_rows == 4

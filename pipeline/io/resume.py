@@ -1,0 +1,67 @@
+"""Resume: what the output holds as committed, and taking committed rows back so their inputs are done again.
+
+A row is taken back (``--retry-errors``, an input whose content changed) by rewriting the committed
+files that hold it without it, before the run's work starts: at every moment a reader sees at most
+one row per input, and after the run exactly one, the newer.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .output import list_parquet
+
+COMMITTED_COLUMNS = ["image_id", "status"]
+
+
+def committed_rows(fs: pafs.FileSystem, root: str) -> pa.Table:
+    """``image_id, status`` of every row in ``masks/`` (empty when nothing is committed)."""
+    masks = list_parquet(fs, f"{root}/masks")
+    if not masks:
+        return pa.table({"image_id": pa.array([], pa.string()), "status": pa.array([], pa.string())})
+    return pads.dataset(masks, filesystem=fs, format="parquet").to_table(columns=COMMITTED_COLUMNS)
+
+
+def take_back(fs: pafs.FileSystem, root: str, run_id: str, ids: pa.Array) -> int:
+    """Rewrite the committed files holding rows of ``ids`` without them; return the masks rows removed.
+
+    Each class_stats file goes before its masks partner (staged, then moved over it; a file left
+    empty is deleted): a run killed in between leaves the input committed with fewer statistics
+    rows, and the next run, finding the same reason to redo it, takes both back again.
+
+    Args:
+        fs: filesystem of the output.
+        root: output path inside ``fs``.
+        run_id: this run's id (names its staging folder).
+        ids: image ids whose committed rows are taken back.
+    """
+    if not len(ids):
+        return 0
+    removed = 0
+    for path in list_parquet(fs, f"{root}/masks"):
+        held = pq.read_table(path, columns=["image_id"], filesystem=fs)["image_id"]
+        hits = int(pc.sum(pc.is_in(held, value_set=ids)).as_py() or 0)
+        if not hits:
+            continue
+        name = path.rsplit("/", 1)[-1]
+        for folder in ("class_stats", "masks"):
+            _rewrite_without(fs, f"{root}/{folder}/{name}", f"{root}/_staging/{run_id}/{folder}-{name}", ids)
+        removed += hits
+    return removed
+
+
+def _rewrite_without(fs: pafs.FileSystem, path: str, staged: str, ids: pa.Array) -> None:
+    if not fs.get_file_info(path).is_file:
+        return
+    table = pq.read_table(path, filesystem=fs)  # keeps the schema's fcn.* key-value metadata
+    kept = table.filter(pc.invert(pc.is_in(table["image_id"], value_set=ids)))
+    if not kept.num_rows:
+        fs.delete_file(path)
+        return
+    fs.create_dir(staged.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(kept, staged, filesystem=fs, compression="zstd")
+    fs.move(staged, path)
