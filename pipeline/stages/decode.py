@@ -23,6 +23,9 @@ ALL_VALID = np.ones((1, 1), bool)  # "no no-data pixels"
 NO_TRANSFORM = np.full(6, np.nan)
 
 
+COLUMNS = ("image_id", "source", "frame", "height", "width", "image", "valid", "crs", "geotransform", "error", "jpeg")
+
+
 def decode_batch(
     batch: dict[str, np.ndarray],
     *,
@@ -41,38 +44,67 @@ def decode_batch(
         jpeg_in_actor_below: when set (the tile size), plain JPEGs fed within it are not decoded
             here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.formats.jpeg``).
     """
-    rows: dict[str, list] = {k: [] for k in ("image_id", "source", "frame", "height", "width", "image", "valid")}
-    rows.update({"crs": [], "geotransform": [], "error": [], "jpeg": []})
+    rows: dict[str, list] = {k: [] for k in COLUMNS}
     for image_id, source, blob, error in zip(
         batch["image_id"], batch["source"], batch["bytes"], batch["error"], strict=True
     ):
-        frames: list[Raster] = []
         error = error if failed(error) else None
-        size = None  # (height, width) of a JPEG left to the inference actor
-        if error is None and jpeg_in_actor_below:
-            size = actor_size(blob, max_pixels=max_pixels, resize=resize, tile=jpeg_in_actor_below)
-        if error is None and size is None:
-            try:
-                frames = decode_frames(blob, max_pixels, options)
-            except Exception as exc:  # any decoder failure is this image's error row
-                error = describe_decode_error(exc)
+        frames, error, size = _decode_one(blob, error, resize, max_pixels, options, jpeg_in_actor_below)
         for raster in frames or [Raster(PLACEHOLDER)]:
-            multi = raster.frame is not None
-            height, width = (size or raster.rgb.shape[:2]) if error is None else (0, 0)
-            rows["image_id"].append(f"{image_id}#{raster.frame}" if multi else image_id)
-            rows["source"].append(source)
-            rows["frame"].append(raster.frame if multi else -1)
-            rows["height"].append(height)
-            rows["width"].append(width)
-            fed = resize and error is None and size is None
-            rows["image"].append(resize_shorter(raster.rgb, resize) if fed else raster.rgb)
-            rows["valid"].append(ALL_VALID if raster.valid is None else raster.valid)
-            rows["crs"].append(raster.crs)
-            rows["geotransform"].append(
-                NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform)
-            )
-            rows["error"].append(error)
-            rows["jpeg"].append(blob if size is not None else b"")
+            _append_frame(rows, image_id, source, blob, raster, error, size, resize)
+    return _columns(rows)
+
+
+def _decode_one(
+    blob: bytes,
+    error: str | None,
+    resize: int | None,
+    max_pixels: int,
+    options: RasterOptions,
+    jpeg_in_actor_below: int | None,
+) -> tuple[list[Raster], str | None, tuple[int, int] | None]:
+    """Frames, error and the (height, width) of a JPEG left to the inference actor (else ``None``)."""
+    frames: list[Raster] = []
+    size = None
+    if error is None and jpeg_in_actor_below:
+        size = actor_size(blob, max_pixels=max_pixels, resize=resize, tile=jpeg_in_actor_below)
+    if error is None and size is None:
+        try:
+            frames = decode_frames(blob, max_pixels, options)
+        except Exception as exc:  # any decoder failure is this image's error row
+            error = describe_decode_error(exc)
+    return frames, error, size
+
+
+def _append_frame(
+    rows: dict[str, list],
+    image_id: str,
+    source: str,
+    blob: bytes,
+    raster: Raster,
+    error: str | None,
+    size: tuple[int, int] | None,
+    resize: int | None,
+) -> None:
+    """One output row per frame; a multi-frame file's ids get ``#frame``."""
+    multi = raster.frame is not None
+    height, width = (size or raster.rgb.shape[:2]) if error is None else (0, 0)
+    rows["image_id"].append(f"{image_id}#{raster.frame}" if multi else image_id)
+    rows["source"].append(source)
+    rows["frame"].append(raster.frame if multi else -1)
+    rows["height"].append(height)
+    rows["width"].append(width)
+    fed = resize and error is None and size is None
+    rows["image"].append(resize_shorter(raster.rgb, resize) if fed else raster.rgb)
+    rows["valid"].append(ALL_VALID if raster.valid is None else raster.valid)
+    rows["crs"].append(raster.crs)
+    rows["geotransform"].append(NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform))
+    rows["error"].append(error)
+    rows["jpeg"].append(blob if size is not None else b"")
+
+
+def _columns(rows: dict[str, list]) -> dict[str, np.ndarray]:
+    """Lists -> the batch's arrays: objects, except int32 sizes and an ``[N, 6]`` geotransform."""
     out = {k: _objects(v) for k, v in rows.items()}
     for key, dtype in (("frame", np.int32), ("height", np.int32), ("width", np.int32)):
         out[key] = np.asarray(rows[key], dtype)

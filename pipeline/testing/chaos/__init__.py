@@ -2,24 +2,18 @@
 
 Each scenario starts the job as a subprocess and injects a real fault (SIGKILL to the inference
 actor or the driver, Ctrl-C, a flaky S3 endpoint, hostile files); the production code has no hooks.
-``python -m jobs.chaos`` runs them all and prints a table; ``tests/test_faults.py`` asserts on them.
+``python -m jobs.chaos`` runs them all and prints a table; ``tests/testing/test_faults.py`` asserts on them.
 """
 
+from .check import tally
 from .flaky_s3 import FAULTS, FlakyS3Proxy, moto_server
-from .harness import CLASSES, JOB_FLAGS, ODD_NAMES, REPO, Outcome, job_command, make_images, run_job, sources, tally
-from .scenarios import (
-    SCENARIOS,
-    actor_killed,
-    clean_run,
-    ctrl_c,
-    driver_killed,
-    hostile_files,
-    hostile_inputs,
-    nightly,
-    run_all,
-    s3_transient,
-    table,
-)
+from .harness import CLASSES, JOB_FLAGS, REPO, job_command, run_job
+from .hostile import hostile_files, hostile_inputs
+from .inputs import ODD_NAMES, make_images, sources
+from .kills import actor_killed, ctrl_c, driver_killed, nightly
+from .outcome import Outcome
+from .s3_faults import s3_transient
+from .scenarios import SCENARIOS, clean_run, run_all, table
 
 __all__ = [
     "CLASSES",
