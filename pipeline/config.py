@@ -89,6 +89,11 @@ class RunConfig(BaseModel):
     retry_errors: bool = Field(
         False, description="resume: do the inputs whose committed row is an error again (the newer row replaces it)"
     )
+    lease_seconds: float = Field(
+        120,
+        ge=10,
+        description="a run's lease on --output lives this long unless renewed (a killed run's, then taken over)",
+    )
     limit: int | None = Field(None, gt=0, description="segment at most this many inputs (a quick try)")
     ray_address: str | None = Field(
         None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"

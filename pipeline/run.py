@@ -19,6 +19,7 @@ import models
 
 from .cluster import init_ray
 from .config import ConfigError, RunConfig
+from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import committed_rows, take_back
 from .io.schema import RunInfo
@@ -63,6 +64,8 @@ def preflight(config: RunConfig) -> Plan:
             out_fs, root = arrow_fs(config.output, config)
             check_mode(out_fs, root, config.mode)
             check_compatible(out_fs, root, config.mode, RunInfo("", config.model, meta.sha256, names))
+            if held := lease.held_by_other(fsspec_fs(config.output, config), root, ""):
+                raise lease.LeaseHeld(lease.describe(root, held))
             check_writable(out_fs, root)
         except Exception as exc:
             problems.append(str(exc))
@@ -127,10 +130,20 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     config = with_s3_defaults(config)
     plan = plan or preflight(config)
     init_ray(config.ray_address, config.num_cpus)
-    started = time.time()
     out_fs, root = arrow_fs(config.output, config)
+    try:
+        with lease.hold(fsspec_fs(config.output, config), root, plan.run_id, config.lease_seconds):
+            return _run_holding_lease(config, plan, out_fs, root)
+    except lease.LeaseHeld as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, root: str) -> dict:
+    started = time.time()
     prepare(out_fs, root, config.mode)
     committed, retried = resume_set(out_fs, root, plan.run_id, config)
+    # the manifest says at once that a run started and has not finished: a killed run stays "complete": false
+    write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
     sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                          config.rows_per_file)  # fmt: skip
     resources = actor_resources(config)
@@ -198,7 +211,7 @@ def segment_chain(config: RunConfig, plan: Plan, resources: dict, committed: pa.
 
 
 def run_record(
-    config: RunConfig, plan: Plan, started: float, committed: pa.Array, results: list[dict], ds: ray.data.Dataset
+    config: RunConfig, plan: Plan, started: float, committed: pa.Array, results: list[dict], ds: ray.data.Dataset | None
 ) -> dict:
     """This run's entry in the manifest: config, model and weights, counts, files, timings."""
     seconds = time.time() - started
@@ -217,7 +230,7 @@ def run_record(
         "class_names": list(plan.class_names),
         "counts": counts,
         "files": sorted(f for r in results for f in r["files"]),
-        "stage_seconds": stage_seconds(ds),
+        "stage_seconds": stage_seconds(ds) if ds is not None else {},
         "rows_by_inference_node": dict(sum((Counter(r["nodes"]) for r in results), Counter())),
     }
 

@@ -53,7 +53,8 @@ def test_local_folder_with_corrupt_files(tmp_path, ray_local, weights, jpeg_deco
     assert len({c for r in rows.values() if r["class_pixels"] for c, n in enumerate(r["class_pixels"]) if n}) > 1
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert manifest["complete"] and manifest["class_names"] == list(CLASSES)
-    assert manifest["counts"] == {"rows": 13, "ok": 10, "errors": 3, "already_committed": 0}
+    assert manifest["counts"] == {"rows": 13, "ok": 10, "errors": 3, "already_committed": 0, "retried": 0}
+    assert manifest["totals"] == {"inputs": 13, "ok": 10, "errors": 3}
     assert not list((tmp_path / "out" / "_staging").iterdir())
 
 

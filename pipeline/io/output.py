@@ -111,10 +111,14 @@ def read_manifest(fs: pafs.FileSystem, root: str) -> dict:
 
 
 def write_manifest(fs: pafs.FileSystem, root: str, run: dict) -> dict:
-    """Append this run and rewrite the manifest (staged, then moved into place)."""
+    """Add or replace this run's record and rewrite the manifest (staged, then moved into place).
+
+    The top-level keys are the latest run's: a run that started and never finished says
+    ``"complete": false`` there, whatever finished before it.
+    """
     manifest = read_manifest(fs, root)
-    runs = [*manifest.get("runs", []), run]
-    latest = {k: run[k] for k in ("run_id", "complete", "model", "weights", "class_names", "counts", "totals")}
+    runs = [*(r for r in manifest.get("runs", []) if r.get("run_id") != run["run_id"]), run]
+    latest = {k: run.get(k) for k in ("run_id", "complete", "model", "weights", "class_names", "counts", "totals")}
     manifest = {**latest, "runs": runs}
     staged = f"{root}/_staging/{MANIFEST}.{run['run_id']}"
     fs.create_dir(f"{root}/_staging", recursive=True)

@@ -49,7 +49,8 @@ def exactly_once(outcome: chaos.Outcome) -> None:
 def test_clean_run(clean):
     exactly_once(clean)
     assert clean.errors == 0
-    assert clean.runs[-1]["counts"] == {"rows": IMAGES, "ok": IMAGES, "errors": 0, "already_committed": 0}
+    counts = {"rows": IMAGES, "ok": IMAGES, "errors": 0, "already_committed": 0, "retried": 0}
+    assert clean.runs[-1]["counts"] == counts and clean.runs[-1]["complete"]
 
 
 def test_inference_actor_killed_mid_run(tmp_path, images):
@@ -65,7 +66,8 @@ def test_driver_stopped_mid_run_then_rerun(tmp_path, images, scenario):
     exactly_once(outcome)
     # readers saw whole files only, right after the signal (a broken file would be a problem above)
     assert any(n.startswith("right after the signal DuckDB reads") for n in outcome.notes)
-    (rerun,) = outcome.runs  # the stopped run never claims completion; the rerun skips what it committed
+    stopped, rerun = outcome.runs  # the stopped run says it never completed; the rerun skips what it committed
+    assert stopped["complete"] is False and rerun["complete"] is True
     assert 0 < rerun["counts"]["already_committed"] < IMAGES
     assert rerun["counts"]["rows"] == IMAGES - rerun["counts"]["already_committed"]
 
