@@ -16,7 +16,12 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("name", models.list_models())
+# the three VGG16 FCNs hold 134 M parameters: building one takes seconds, so they run with the slow tests
+VGG = {"fcn32s", "fcn16s", "fcn8s"}
+EVERY_MODEL = [pytest.param(n, marks=pytest.mark.slow) if n in VGG else n for n in models.list_models()]
+
+
+@pytest.mark.parametrize("name", EVERY_MODEL)
 def test_every_model_gives_logits_at_input_size(name):
     model = models.get_model(name, num_classes=5).eval()
     x = torch.randn(2, 3, 67, 91)
@@ -35,6 +40,7 @@ def test_registry_names_the_paper_and_torchvision_models():
         models.get_model("fcn7s")
 
 
+@pytest.mark.slow  # a whole torchvision VGG16 and its FCN
 def test_convolutionalize_equals_classifier_logits():
     vgg = torchvision.models.vgg11(weights=None, num_classes=10).eval()
     net = models.convolutionalize(vgg).eval()

@@ -122,6 +122,7 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         models.get_model("fcn8s", weights=str(tmp_path / "text.pth"))
 
 
+@pytest.mark.slow  # builds, saves and loads VGG16 FCNs (134 M parameters) several times
 def test_vgg16_backbone_and_staged_init(tmp_path):
     vgg = torchvision.models.vgg16(weights=None)
     save(vgg.state_dict(), tmp_path / "vgg16-397923af.pth")
