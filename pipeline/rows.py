@@ -1,4 +1,4 @@
-"""The ``error`` column's convention, shared by every stage and the sink: a reason string or None."""
+"""Nullable string columns between stages (``error``: a reason or None), shared by every stage and the sink."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ def failed(error) -> bool:
     return isinstance(error, str)
 
 
+def strings(values: np.ndarray) -> np.ndarray:
+    """A nullable string column as ``str`` and ``None``, whatever Arrow made of its nulls between stages."""
+    return np.array([v if isinstance(v, str) else None for v in values], dtype=object)
+
+
 def reasons(errors: np.ndarray) -> np.ndarray:
-    """An ``error`` column as reasons and ``None``, whatever Arrow made of its nulls between stages."""
-    return np.array([e if failed(e) else None for e in errors], dtype=object)
+    """An ``error`` column as reasons and ``None``."""
+    return strings(errors)

@@ -21,10 +21,10 @@ from .cluster import init_ray
 from .config import ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
-from .io.resume import committed_rows, take_back
+from .io.resume import changed_ids, committed_rows, take_back
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
-from .io.sources import read_inputs
+from .io.sources import Listing, list_inputs, read_inputs
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
@@ -141,14 +141,15 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
 def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, root: str) -> dict:
     started = time.time()
     prepare(out_fs, root, config.mode)
-    committed, retried = resume_set(out_fs, root, plan.run_id, config)
+    listing = list_inputs(config)
+    committed, retried = resume_set(out_fs, root, plan.run_id, config, listing)
     # the manifest says at once that a run started and has not finished: a killed run stays "complete": false
     write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
     sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                          config.rows_per_file)  # fmt: skip
     resources = actor_resources(config)
     config = with_batch_size(config, resources["num_gpus"])
-    segmented = segment_chain(config, plan, resources, committed)
+    segmented = segment_chain(config, plan, resources, committed, listing)
     segmented.write_datasink(sink)
     record = run_record(config, plan, started, committed, sink.results, segmented)
     record["counts"]["retried"] = retried
@@ -159,23 +160,29 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
     return record
 
 
-def resume_set(out_fs: pafs.FileSystem, root: str, run_id: str, config: RunConfig) -> tuple[pa.Array, int]:
+def resume_set(
+    out_fs: pafs.FileSystem, root: str, run_id: str, config: RunConfig, listing: Listing | None
+) -> tuple[pa.Array, int]:
     """The image ids this run leaves out as committed, and how many committed rows it takes back to redo.
 
-    With ``--retry-errors`` the committed error rows are taken back first (``take_back``), so their
-    inputs are done again and the newer row is the only one.
+    Rows of inputs whose content changed since they were committed (a folder source's files, by size
+    and modification time) and, with ``--retry-errors``, error rows are taken back first
+    (``take_back``): their inputs are done again and the newer row is the only one.
     """
     if config.mode != "resume":
         return pa.array([], pa.string()), 0
     rows = committed_rows(out_fs, root)
-    if not config.retry_errors:
-        return rows["image_id"].combine_chunks(), 0
-    failed = pc.equal(rows["status"], "error")
-    retried = take_back(out_fs, root, run_id, rows["image_id"].filter(failed).combine_chunks())
-    return rows["image_id"].filter(pc.invert(failed)).combine_chunks(), retried
+    redo = pc.and_(pc.equal(rows["status"], "error"), config.retry_errors)
+    if listing is not None:
+        changed = pc.is_in(rows["image_id"], value_set=changed_ids(rows, listing.ids, listing.versions))
+        redo = pc.or_(redo, changed)
+    retried = take_back(out_fs, root, run_id, rows["image_id"].filter(redo).combine_chunks())
+    return rows["image_id"].filter(pc.invert(redo)).combine_chunks(), retried
 
 
-def segment_chain(config: RunConfig, plan: Plan, resources: dict, committed: pa.Array) -> ray.data.Dataset:
+def segment_chain(
+    config: RunConfig, plan: Plan, resources: dict, committed: pa.Array, listing: Listing | None = None
+) -> ray.data.Dataset:
     """read -> (drop committed) -> decode -> segment -> postprocess, as one chained Ray Data expression.
 
     Args:
@@ -183,12 +190,13 @@ def segment_chain(config: RunConfig, plan: Plan, resources: dict, committed: pa.
         plan: the weights record (its preferred resize) from preflight.
         resources: the inference pool's ``compute``, ``num_gpus`` and ``num_cpus`` (``actor_resources``).
         committed: image ids already in ``masks/``; their inputs are left out.
+        listing: the folder source's files, when listed already (``list_inputs``).
     """
     resize = (config.resize if config.resize is not None else plan.weights.resize) or None
     in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
     decode_args = {"resize": resize, "max_pixels": config.max_pixels, "options": config.raster_options()}
     decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
-    decoded = read_inputs(config, committed).map_batches(
+    decoded = read_inputs(config, committed, listing).map_batches(
         decode_batch,
         fn_kwargs=decode_args,
         batch_size=config.decode_batch_size,

@@ -185,6 +185,7 @@ def test_out_of_memory_batches_are_split_before_any_image_fails(weights):
     batch = {
         "image_id": np.array([str(i) for i in range(5)], dtype=object),
         "source": np.array([str(i) for i in range(5)], dtype=object),
+        "source_version": np.array([None] * 5, dtype=object),
         "height": np.array([h for h, _ in sizes], np.int32),
         "width": np.array([w for _, w in sizes], np.int32),
         "image": np.array([rgb(h, w, i) for i, (h, w) in enumerate(sizes)] + [None], dtype=object)[:5],

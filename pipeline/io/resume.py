@@ -15,15 +15,36 @@ import pyarrow.parquet as pq
 
 from .output import list_parquet
 
-COMMITTED_COLUMNS = ["image_id", "status"]
+COMMITTED = pa.schema([("image_id", pa.string()), ("status", pa.string()), ("source_version", pa.string())])
 
 
 def committed_rows(fs: pafs.FileSystem, root: str) -> pa.Table:
-    """``image_id, status`` of every row in ``masks/`` (empty when nothing is committed)."""
+    """``image_id, status, source_version`` of every row in ``masks/`` (null versions in older tables)."""
     masks = list_parquet(fs, f"{root}/masks")
     if not masks:
-        return pa.table({"image_id": pa.array([], pa.string()), "status": pa.array([], pa.string())})
-    return pads.dataset(masks, filesystem=fs, format="parquet").to_table(columns=COMMITTED_COLUMNS)
+        return COMMITTED.empty_table()
+    return pads.dataset(masks, schema=COMMITTED, filesystem=fs, format="parquet").to_table()
+
+
+def changed_ids(committed: pa.Table, ids: pa.Array, versions: pa.Array) -> pa.Array:
+    """Committed image ids whose input is listed now with another version (a file replaced at its path).
+
+    A multi-frame file's frames (``id#k``) go with their input's id; rows without a version are kept.
+
+    Args:
+        committed: ``committed_rows``.
+        ids: the listed inputs' image ids.
+        versions: their versions, in the same order.
+    """
+    listed = dict(zip(ids.to_pylist(), versions.to_pylist(), strict=True))
+    changed = [
+        image_id
+        for image_id, version in zip(
+            committed["image_id"].to_pylist(), committed["source_version"].to_pylist(), strict=True
+        )
+        if version is not None and listed.get(image_id.split("#", 1)[0], version) != version
+    ]
+    return pa.array(changed, pa.string())
 
 
 def take_back(fs: pafs.FileSystem, root: str, run_id: str, ids: pa.Array) -> int:

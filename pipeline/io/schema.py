@@ -17,6 +17,7 @@ MASKS_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
         ("source", pa.string()),
+        ("source_version", pa.string()),  # size and mtime of a listed file: a changed file is done again
         ("frame", pa.int32()),
         ("status", pa.string()),
         ("error", pa.string()),

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
-from ..rows import reasons
+from ..rows import reasons, strings
 from .schema import MASKS_SCHEMA, STATS_SCHEMA, RunInfo
 
 
@@ -23,6 +23,7 @@ def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
     columns = {
         "image_id": batch["image_id"].tolist(),
         "source": batch["source"].tolist(),
+        "source_version": strings(batch["source_version"]).tolist(),
         "frame": pa.array(batch["frame"], pa.int32(), mask=batch["frame"] < 0),
         "status": batch["status"].tolist(),
         "error": reasons(batch["error"]).tolist(),
@@ -30,7 +31,7 @@ def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
         "width": pa.array(batch["width"], pa.int32(), mask=~ok),
         "mask_png": [m if good else None for m, good in zip(batch["mask_png"], ok, strict=True)],
         "class_pixels": pixels,
-        "crs": [c if isinstance(c, str) else None for c in batch["crs"]],
+        "crs": strings(batch["crs"]).tolist(),
         "geotransform": [None if np.isnan(g).any() else g.tolist() for g in np.asarray(batch["geotransform"], float)],
         "model": [run.model] * n,
         "weights_sha256": [run.weights_sha256] * n,

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,49 +46,75 @@ def image_id(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:32]
 
 
-def read_inputs(config: RunConfig, committed: pa.Array | None = None) -> ray.data.Dataset:
-    """Stream the inputs of a run as ``image_id, source, bytes, error`` rows.
+@dataclass(frozen=True)
+class Listing:
+    """The image files of a folder source, listed once on the driver: path, id and content version.
+
+    The version (size and modification time) tells a file replaced at the same path from the one
+    whose row is committed, without reading it.
+    """
+
+    paths: list[str]
+    ids: pa.Array
+    versions: pa.Array
+
+
+def list_inputs(config: RunConfig) -> Listing | None:
+    """List a folder source (``None`` for Parquet and manifest sources, whose rows are found by reading)."""
+    if input_format(config) != "files":
+        return None
+    fs, path = arrow_fs(config.input, config)
+    scheme = "s3://" if is_s3(config.input) else ""
+    infos = list_images(fs, path, outputs=[arrow_fs(config.output, config)[1]])
+    if not infos:
+        names = ", ".join(IMAGE_EXTENSIONS)
+        raise ConfigError([f"--input {config.input}: no image files in it ({names}); check the path"])
+    paths = [i.path for i in infos]
+    versions = [f"size={i.size};mtime_ns={i.mtime_ns}" if i.mtime_ns is not None else f"size={i.size}" for i in infos]
+    return Listing(paths, pa.array([image_id(scheme + p) for p in paths], pa.string()), pa.array(versions, pa.string()))
+
+
+def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listing | None = None) -> ray.data.Dataset:
+    """Stream the inputs of a run as ``image_id, source, source_version, bytes, error`` rows.
 
     Args:
         config: the run configuration (``input``, its format and S3 settings).
-        committed: image ids already in ``masks/`` (resume). Their inputs are left out before
-            their bytes are read where the id is known first (files, manifests); Parquet rows
-            come with their bytes and are dropped right after reading.
+        skip: image ids already committed (resume). Their inputs are left out before their bytes are
+            read where the id is known first (files, manifests); Parquet rows come with their bytes
+            and are dropped right after reading.
+        listing: the folder source's ``list_inputs``, when the caller listed it already.
     """
-    committed = committed if committed is not None else pa.array([], pa.string())
+    skip = skip if skip is not None else pa.array([], pa.string())
     kind = input_format(config)
     fs, path = arrow_fs(config.input, config)
     scheme = "s3://" if is_s3(config.input) else ""
     if kind == "files":
-        paths = list_images(fs, path, outputs=[arrow_fs(config.output, config)[1]])
-        if not paths:
-            names = ", ".join(IMAGE_EXTENSIONS)
-            raise ConfigError([f"--input {config.input}: no image files in it ({names}); check the path"])
-        if len(committed):
-            todo = pc.invert(pc.is_in(pa.array([image_id(scheme + p) for p in paths]), value_set=committed))
-            if not (paths := pa.array(paths).filter(todo).to_pylist()):
-                return ray.data.from_arrow(_inputs([], [], [], []))  # nothing new: an empty run
+        listing = listing or list_inputs(config)
+        todo = pc.invert(pc.is_in(listing.ids, value_set=skip))
+        items = pa.table({"path": listing.paths, "version": listing.versions}).filter(todo)
+        if not items.num_rows:
+            return ray.data.from_arrow(_inputs([], [], [], []))  # nothing new: an empty run
         # one block per decode batch rather than Ray's size estimate (which varies with the
         # cluster): each block reaches a single inference actor, so small blocks spread the work
-        blocks = max(1, -(-len(paths) // config.decode_batch_size))
-        ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+        blocks = max(1, -(-items.num_rows // config.decode_batch_size))
+        ds = ray.data.from_items(items.to_pylist(), override_num_blocks=blocks)
         ds = ds.map_batches(read_files, fn_kwargs={"config": config, "scheme": scheme}, batch_format="pyarrow")
     elif kind == "parquet":
-        files = list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])
+        files = [i.path for i in list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])]
         if not files:
             raise ConfigError([f"--input {config.input}: no Parquet files in it; check the path"])
         kwargs = {"config": config, "scheme": scheme}
         ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
         ds = ds.map_batches(read_parquet_images, batch_size=1, fn_kwargs=kwargs, batch_format="pyarrow")
-        if len(committed):
-            ds = ds.map_batches(drop_committed, fn_kwargs={"committed": committed}, batch_format="pyarrow")
+        if len(skip):
+            ds = ds.map_batches(drop_committed, fn_kwargs={"committed": skip}, batch_format="pyarrow")
     else:
         ds = read_manifest(path, fs, config)
-        ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config, "committed": committed}, batch_format="pyarrow")
+        ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config, "committed": skip}, batch_format="pyarrow")
     return ds.limit(config.limit) if config.limit else ds
 
 
-def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list[str]:
+def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list[pafs.FileInfo]:
     """Image files below ``path`` (recursive), hidden files and our own outputs left out (``list_files``).
 
     Listed here rather than by ``read_binary_files(file_extensions=...)``, which drops names
@@ -96,7 +123,7 @@ def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list
     return list_files(fs, path, IMAGE_EXTENSIONS, outputs)
 
 
-def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: list[str] = ()) -> list[str]:
+def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: list[str] = ()) -> list[pafs.FileInfo]:
     """Files below ``path`` (recursive) with one of ``extensions``, hidden files left out.
 
     An output folder inside the input (``outputs``, or any folder holding a run's ``_manifest.json``,
@@ -108,8 +135,8 @@ def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: l
         extensions: file name extensions to take, without the dot, lower case.
         outputs: output folders (paths inside ``fs``) to leave out.
     """
-    if fs.get_file_info(path).is_file:
-        return [path]
+    if (single := fs.get_file_info(path)).is_file:
+        return [single]
     suffixes = {f".{e}" for e in extensions}
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     roots = {*(o.rstrip("/") for o in outputs), *(i.path.rsplit("/", 1)[0] for i in infos if i.base_name == MANIFEST)}
@@ -120,12 +147,12 @@ def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: l
             continue
         root = next((r for r in roots if info.path.startswith(r + "/")), None)
         if root is None:
-            found.append(info.path)
+            found.append(info)
         else:
             skipped[root] += 1
     for root, count in sorted(skipped.items()):
         log.warning("left out %d files under %s: it is an output folder of this job, not input", count, root)
-    return sorted(found)
+    return sorted(found, key=lambda i: i.path)
 
 
 def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
@@ -145,7 +172,7 @@ def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
             blobs.append(b"")
             errors.append(f"cannot read {scheme}{path}: {type(exc).__name__}: {exc}; check its permissions")
     sources = [scheme + p for p in paths]
-    return _inputs(sources, [image_id(s) for s in sources], blobs, errors)
+    return _inputs(sources, [image_id(s) for s in sources], blobs, errors, batch["version"])
 
 
 def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
@@ -219,11 +246,12 @@ def fetch_uris(batch: pa.Table, config: RunConfig, committed: pa.Array) -> pa.Ta
     return _inputs(sources, [image_id(s) for s in sources], blobs, errors)
 
 
-def _inputs(sources, ids, blobs, errors) -> pa.Table:
+def _inputs(sources, ids, blobs, errors, versions=None) -> pa.Table:
     return pa.table(
         {
             "image_id": pa.array(ids, pa.string()),
             "source": pa.array(sources, pa.string()),
+            "source_version": versions if versions is not None else pa.nulls(len(ids), pa.string()),
             "bytes": blobs if isinstance(blobs, pa.ChunkedArray) else pa.array(blobs, pa.binary()),
             "error": pa.array(errors, pa.string()),
         }

@@ -23,7 +23,20 @@ ALL_VALID = np.ones((1, 1), bool)  # "no no-data pixels"
 NO_TRANSFORM = np.full(6, np.nan)
 
 
-COLUMNS = ("image_id", "source", "frame", "height", "width", "image", "valid", "crs", "geotransform", "error", "jpeg")
+COLUMNS = (
+    "image_id",
+    "source",
+    "source_version",
+    "frame",
+    "height",
+    "width",
+    "image",
+    "valid",
+    "crs",
+    "geotransform",
+    "error",
+    "jpeg",
+)
 
 
 def decode_batch(
@@ -37,7 +50,7 @@ def decode_batch(
     """Decode every row; a row that cannot be decoded keeps its place with an ``error``.
 
     Args:
-        batch: ``image_id, source, bytes, error`` columns.
+        batch: ``image_id, source, source_version, bytes, error`` columns.
         resize: shorter side fed to the model, or ``None`` for the native size.
         max_pixels: larger images become error rows (Pillow's bomb guard stays on below it).
         options: band selection, scaling and no-data of scientific rasters.
@@ -45,12 +58,14 @@ def decode_batch(
             here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.formats.jpeg``).
     """
     rows: dict[str, list] = {k: [] for k in COLUMNS}
-    for image_id, source, blob, error in zip(
-        batch["image_id"], batch["source"], batch["bytes"], batch["error"], strict=True
+    versions = batch["source_version"] if "source_version" in batch else [None] * len(batch["image_id"])
+    for image_id, source, version, blob, error in zip(
+        batch["image_id"], batch["source"], versions, batch["bytes"], batch["error"], strict=True
     ):
         error = error if failed(error) else None
         frames, error, size = _decode_one(blob, error, resize, max_pixels, options, jpeg_in_actor_below)
         for raster in frames or [Raster(PLACEHOLDER)]:
+            rows["source_version"].append(version if isinstance(version, str) else None)
             _append_frame(rows, image_id, source, blob, raster, error, size, resize)
     return _columns(rows)
 

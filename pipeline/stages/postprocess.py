@@ -34,6 +34,7 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "image_id": batch["image_id"],
         "source": batch["source"],
+        "source_version": batch["source_version"],
         "status": np.where(ok, "ok", "error").astype(object),
         "error": errors,
         "height": batch["height"],

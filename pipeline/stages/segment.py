@@ -119,7 +119,7 @@ class Segmenter:
                     pixels[part], confidence[part] = result[1], result[2]
             for i in tiled:
                 masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
-        keep = ("image_id", "source", "frame", "crs", "geotransform")
+        keep = ("image_id", "source", "source_version", "frame", "crs", "geotransform")
         out = {**{k: batch[k] for k in keep}, "height": heights, "width": widths}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
         extra = {"error": errors, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}

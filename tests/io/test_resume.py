@@ -67,7 +67,7 @@ def test_a_file_removed_after_listing_is_an_error_row(tmp_path, ray_local, weigh
 
     def list_then_remove(fs, path, outputs=()):
         paths = listed(fs, path, outputs)
-        Path(paths[1]).unlink()  # gone between the listing and the read
+        Path(paths[1].path).unlink()  # gone between the listing and the read
         return paths
 
     monkeypatch.setattr(sources, "list_images", list_then_remove)
@@ -131,18 +131,31 @@ def test_retry_errors_redoes_failed_inputs_and_the_newer_row_is_the_only_one(tmp
     (tmp_path / "in").mkdir()
     for i in range(3):
         Image.fromarray(rgb(24, 28, i)).save(tmp_path / "in" / f"{i}.png")
-    (tmp_path / "in" / "late.png").write_bytes(b"\x89PNG\r\n\x1a\n half uploaded")  # a transient failure
-    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
-    Image.fromarray(rgb(30, 31, 9)).save(tmp_path / "in" / "late.png")  # the upload finished
-    assert job(tmp_path / "in", tmp_path / "out", weights) == 0  # plain resume: error rows are kept
-    late = str(tmp_path / "in" / "late.png")
-    assert check_contract(*read_tables(str(tmp_path / "out")), CLASSES)[late]["status"] == "error"
+    Image.fromarray(rgb(40, 50, 9)).save(tmp_path / "in" / "large.png")
+    assert job(tmp_path / "in", tmp_path / "out", weights, "--max-pixels", "1000") == 0  # over a limit: an error
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0  # a plain resume keeps error rows
+    large = str(tmp_path / "in" / "large.png")
+    assert check_contract(*read_tables(str(tmp_path / "out")), CLASSES)[large]["status"] == "error"
 
     assert job(tmp_path / "in", tmp_path / "out", weights, "--retry-errors") == 0
     masks, stats = read_tables(str(tmp_path / "out"))
     rows = check_contract(masks, stats, CLASSES)  # one row per image_id, stats agree with masks
-    assert masks.num_rows == 4 and rows[late]["status"] == "ok" and rows[late]["height"] == 30
+    assert masks.num_rows == 4 and rows[large]["status"] == "ok" and rows[large]["height"] == 40
     assert all(rows[str(tmp_path / "in" / f"{i}.png")]["status"] == "ok" for i in range(3))
     assert counts(tmp_path / "out")["retried"] == 1 and counts(tmp_path / "out")["rows"] == 1
     assert job(tmp_path / "in", tmp_path / "out", weights, "--retry-errors") == 0
     assert counts(tmp_path / "out")["retried"] == 0 and read_tables(str(tmp_path / "out"))[0].num_rows == 4
+
+
+def test_a_file_replaced_at_its_path_is_done_again(tmp_path, ray_local, weights):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb(60, 50, 0)).save(tmp_path / "in" / "photo.png")
+    Image.fromarray(rgb(20, 30, 1)).save(tmp_path / "in" / "same.png")
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    Image.fromarray(rgb(20, 20, 2)).save(tmp_path / "in" / "photo.png")  # overwritten by a nightly export
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    masks, stats = read_tables(str(tmp_path / "out"))
+    rows = check_contract(masks, stats, CLASSES)
+    photo = rows[str(tmp_path / "in" / "photo.png")]
+    assert masks.num_rows == 2 and (photo["height"], photo["width"]) == (20, 20)
+    assert photo["source_version"].startswith("size=") and counts(tmp_path / "out")["rows"] == 1  # same.png kept

@@ -22,6 +22,7 @@ def block(ids: list[str], failed: set[str]) -> pa.Table:
     batch = {
         "image_id": np.array(ids, dtype=object),
         "source": np.array([f"/in/{i}.png" for i in ids], dtype=object),
+        "source_version": np.array([None] * len(ids), dtype=object),
         "frame": np.full(len(ids), -1, np.int32),
         "status": np.where(ok, "ok", "error").astype(object),
         "error": np.array([None if good else "corrupt" for good in ok], dtype=object),
