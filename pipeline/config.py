@@ -12,6 +12,7 @@ import models
 
 from .formats.rasters import RasterOptions
 
+MAX_BYTES = 2 * 1024**3  # a 2 GiB input: far above any photo, scan or slide tile a decode task holds
 PIL_DEFAULT_MAX_PIXELS = 89_478_485
 
 
@@ -82,6 +83,9 @@ class RunConfig(BaseModel):
     dicom_window: list[float] | None = Field(None, description="DICOM window centre,width; default the file's own")
     rows_per_file: int = Field(1000, gt=0, description="target rows per Parquet file")
     max_pixels: int = Field(PIL_DEFAULT_MAX_PIXELS, gt=0, description="images above this many pixels become error rows")
+    max_bytes: int = Field(
+        MAX_BYTES, gt=0, description="inputs above this many bytes become error rows (never read past it)"
+    )
     mode: Literal["resume", "overwrite", "error"] = Field(
         "resume",
         description="resume: skip images already in --output; overwrite: start afresh; error: refuse non-empty output",

@@ -90,8 +90,10 @@ def decode_tiff(blob: bytes, options: RasterOptions, max_pixels: int) -> list[Ra
         series = tif.series[0]
         shape = dict(zip(series.axes, series.shape, strict=True))
         height, width = shape.get("Y", 0), shape.get("X", 0)
-        if height * width > max_pixels:
-            raise ValueError(f"image is {width}x{height}, above --max-pixels {max_pixels}")
+        planes = int(np.prod([n for a, n in shape.items() if a not in "YXSC"], dtype=np.int64))  # pages, depth
+        if height * width * planes > max_pixels:
+            pages = f" x {planes} pages" if planes > 1 else ""
+            raise ValueError(f"image is {width}x{height}{pages}, above --max-pixels {max_pixels}")
         data = series.asarray()
         page = tif.pages[0]
         geo = page.geotiff_tags if page.is_geotiff else None
@@ -143,10 +145,11 @@ def decode_dicom(blob: bytes, options: RasterOptions, max_pixels: int) -> list[R
     from pydicom.pixels import apply_modality_lut
 
     ds = pydicom.dcmread(io.BytesIO(blob))
-    if int(ds.Rows) * int(ds.Columns) > max_pixels:
-        raise ValueError(f"image is {ds.Columns}x{ds.Rows}, above --max-pixels {max_pixels}")
-    pixels = ds.pixel_array
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if int(ds.Rows) * int(ds.Columns) * frames > max_pixels:  # every frame counts against the limit
+        count = f" x {frames} frames" if frames > 1 else ""
+        raise ValueError(f"image is {ds.Columns}x{ds.Rows}{count}, above --max-pixels {max_pixels}")
+    pixels = ds.pixel_array
     colour = int(getattr(ds, "SamplesPerPixel", 1)) == 3
     if frames == 1:
         pixels = pixels[None]

@@ -1,8 +1,8 @@
-"""Sources: every input kind becomes rows of ``image_id, source, bytes, error``, streamed by Ray Data."""
+"""Sources: every input kind becomes rows of ``image_id, source, source_version, bytes, error``, streamed by
+Ray Data. Listing happens here, on the driver; reading the bytes in tasks is ``reading``."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -11,17 +11,15 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import ray.data
 
 from ..config import ConfigError, RunConfig
 from .output import MANIFEST
-from .schema import parquet_image_tag
+from .reading import fetch_uris, image_id, inputs_table, read_files, read_parquet_images
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]
 MANIFEST_SUFFIXES = (".txt", ".csv", ".lst")
-URI_COLUMNS = ("uri", "path", "source", "url")
 log = logging.getLogger(__name__)
 
 
@@ -39,11 +37,6 @@ def input_format(config: RunConfig) -> str:
     if fs.isdir(path) and fs.glob(path.rstrip("/") + "/*.parquet"):
         return "parquet"
     return "files"
-
-
-def image_id(source: str) -> str:
-    """Stable id of an input: the same source URI always gives the same id."""
-    return hashlib.sha256(source.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -93,7 +86,7 @@ def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listin
         todo = pc.invert(pc.is_in(listing.ids, value_set=skip))
         items = pa.table({"path": listing.paths, "version": listing.versions}).filter(todo)
         if not items.num_rows:
-            return ray.data.from_arrow(_inputs([], [], [], []))  # nothing new: an empty run
+            return ray.data.from_arrow(inputs_table([], [], [], []))  # nothing new: an empty run
         # one block per decode batch rather than Ray's size estimate (which varies with the
         # cluster): each block reaches a single inference actor, so small blocks spread the work
         blocks = max(1, -(-items.num_rows // config.decode_batch_size))
@@ -155,66 +148,6 @@ def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: l
     return sorted(found, key=lambda i: i.path)
 
 
-def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
-    """Read each listed file; one removed, forbidden or unreadable since listing becomes its error row."""
-    fs, _ = arrow_fs(config.input, config)
-    paths = batch["path"].to_pylist()
-    blobs, errors = [], []
-    for path in paths:
-        try:
-            with fs.open_input_stream(path) as f:
-                blobs.append(f.read())
-            errors.append(None)
-        except FileNotFoundError:
-            blobs.append(b"")
-            errors.append(f"{scheme}{path} was listed but is gone (removed after listing); rerun to retry it")
-        except OSError as exc:  # permissions, a 403 from S3, an I/O error
-            blobs.append(b"")
-            errors.append(f"cannot read {scheme}{path}: {type(exc).__name__}: {exc}; check its permissions")
-    sources = [scheme + p for p in paths]
-    return _inputs(sources, [image_id(s) for s in sources], blobs, errors, batch["version"])
-
-
-def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
-    """Rows of each Parquet file, one row group at a time, each tagged with its row number in the file.
-
-    The row number makes every row's source (``file.parquet#row-17/inner/path.png``) and id unique
-    even where a ``{bytes, path}`` column repeats its path, and stable while the file is unchanged.
-    A file that cannot be read becomes one error row naming it.
-    """
-    fs, _ = arrow_fs(config.input, config)
-    columns = [config.image_column] + ([config.id_column] if config.id_column else [])
-    for file in batch["path"].to_pylist():
-        try:
-            parquet = pq.ParquetFile(fs.open_input_file(file))
-            missing = [c for c in columns if c not in parquet.schema_arrow.names]
-            if missing:
-                raise ValueError(f"no column {', '.join(missing)} (see --image-column, --id-column)")
-        except Exception as exc:  # a corrupt or foreign file: its error row, the others go on
-            source = f"{scheme}{file}"
-            yield _inputs([source], [image_id(source)], [b""], [f"cannot read Parquet {source}: {exc}"])
-            continue
-        first = 0
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=columns)
-            yield from_parquet(table, first, f"{scheme}{file}", config.image_column, config.id_column)
-            first += table.num_rows
-
-
-def from_parquet(table: pa.Table, first: int, file: str, image_column: str, id_column: str | None) -> pa.Table:
-    """``image_id, source, bytes, error`` of the rows of one row group that starts at row ``first``."""
-    column = table[image_column]
-    inner_paths = [None] * len(table)
-    if pa.types.is_struct(column.type):  # Hugging Face style {bytes, path}
-        if "path" in column.type.names:
-            inner_paths = pc.struct_field(column, "path").to_pylist()
-        column = pc.struct_field(column, "bytes")
-    blobs = column.to_pylist()
-    sources = [f"{file}#{parquet_image_tag(first + i, inner)}" for i, inner in enumerate(inner_paths)]
-    ids = [str(v) for v in table[id_column].to_pylist()] if id_column else [image_id(s) for s in sources]
-    return _inputs(sources, ids, blobs, [None if b is not None else "image bytes are null" for b in blobs])
-
-
 def read_manifest(path: str, fs, config: RunConfig) -> ray.data.Dataset:
     lowered = path.lower()
     if lowered.endswith(".csv"):
@@ -222,40 +155,6 @@ def read_manifest(path: str, fs, config: RunConfig) -> ray.data.Dataset:
     if lowered.endswith((".txt", ".lst")):
         return ray.data.read_text(path, filesystem=fs, drop_empty_lines=True)
     return ray.data.read_parquet(path, filesystem=fs)
-
-
-def fetch_uris(batch: pa.Table, config: RunConfig, committed: pa.Array) -> pa.Table:
-    """Read each listed URI not yet committed; a missing or unreadable one becomes an error row, not a failed task."""
-    column = next((c for c in (*URI_COLUMNS, "text") if c in batch.column_names), batch.column_names[0])
-    listed = [str(u).strip() for u in batch[column].to_pylist()]
-    todo = pc.invert(pc.is_in(pa.array([image_id(s) for s in listed], pa.string()), value_set=committed))
-    sources = pa.array(listed, pa.string()).filter(todo).to_pylist()
-    blobs, errors = [], []
-    for uri in sources:
-        try:
-            fs = fsspec_fs(uri, config)
-            with fs.open(uri if is_s3(uri) else local_path(uri), "rb") as f:
-                blobs.append(f.read())
-            errors.append(None)
-        except FileNotFoundError:
-            blobs.append(b"")
-            errors.append(f"listed in the manifest but not found: {uri}")
-        except OSError as exc:
-            blobs.append(b"")
-            errors.append(f"cannot read {uri}: {type(exc).__name__}: {exc}")
-    return _inputs(sources, [image_id(s) for s in sources], blobs, errors)
-
-
-def _inputs(sources, ids, blobs, errors, versions=None) -> pa.Table:
-    return pa.table(
-        {
-            "image_id": pa.array(ids, pa.string()),
-            "source": pa.array(sources, pa.string()),
-            "source_version": versions if versions is not None else pa.nulls(len(ids), pa.string()),
-            "bytes": blobs if isinstance(blobs, pa.ChunkedArray) else pa.array(blobs, pa.binary()),
-            "error": pa.array(errors, pa.string()),
-        }
-    )
 
 
 def drop_committed(batch: pa.Table, committed: pa.Array) -> pa.Table:

@@ -88,7 +88,22 @@ def _decode_one(
             frames = decode_frames(blob, max_pixels, options)
         except Exception as exc:  # any decoder failure is this image's error row
             error = describe_decode_error(exc)
+    if frames and resize and (too_large := fed_too_large(frames, resize, max_pixels)):
+        frames, error = [], too_large
     return frames, error, size
+
+
+def fed_too_large(frames: list[Raster], resize: int, max_pixels: int) -> str | None:
+    """Why the frames, scaled to the fed size, are above ``--max-pixels`` (a 2 x 40,000 strip at
+    ``--resize 520`` would be 10.4 M x 520 pixels), or ``None``."""
+    height, width = shorter_side_size(*frames[0].rgb.shape[:2], resize)
+    if height * width * len(frames) <= max_pixels:
+        return None
+    count = f"{len(frames)} frames of " if len(frames) > 1 else ""
+    return (
+        f"fed at --resize {resize} the image would be {count}{width}x{height} pixels, above --max-pixels "
+        f"{max_pixels}; lower --resize (0 feeds the native size) or raise --max-pixels"
+    )
 
 
 def _append_frame(

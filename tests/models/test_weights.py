@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 
@@ -137,3 +138,13 @@ def test_vgg16_backbone_and_staged_init(tmp_path):
     assert not fcn16.score_pool4.weight.any()
     with pytest.raises(WeightsError, match="VGG16 models only"):
         models.get_model("fcn_resnet50", backbone_weights=str(tmp_path / "vgg16-397923af.pth"))
+
+
+def test_bgr_checkpoints_are_fed_blue_first():
+    rgb_meta = models.Weights(name="x", arch="fcn8s", uri=None, sha256=None, categories=("a",),
+                              mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))  # fmt: skip
+    bgr_meta = dataclasses.replace(rgb_meta, color_order="BGR", mean=(0.3, 0.2, 0.1), std=(0.6, 0.5, 0.4))
+    images = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
+    torch.testing.assert_close(bgr_meta.normalise(images), rgb_meta.normalise(images)[:, [2, 1, 0]])
+    with pytest.raises(WeightsError, match="neither RGB nor BGR"):
+        dataclasses.replace(rgb_meta, color_order="RBG")

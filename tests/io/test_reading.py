@@ -1,0 +1,65 @@
+"""Reading inputs in tasks: every failure is that input's error row, and no input is read past --max-bytes."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pyarrow as pa
+import pytest
+from imagefiles import encode, rgb
+from PIL import Image
+
+from pipeline.config import RunConfig
+from pipeline.io.reading import fetch_uris, image_id, read_files
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """A local HTTP server over ``tmp_path/www`` (https:// and gs:// need the network; http:// is the same path)."""
+    (tmp_path / "www").mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path / "www", f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def config(tmp_path, **extra) -> RunConfig:
+    return RunConfig(input=str(tmp_path), output=str(tmp_path / "out"), weights="random", **extra)
+
+
+def test_manifest_uris_of_any_protocol_read_at_once_each_failure_its_own_row(tmp_path, http_root):
+    www, url = http_root
+    png = encode(Image.fromarray(rgb(20, 30, 0)), "PNG")
+    (www / "a.png").write_bytes(png)
+    (tmp_path / "local.png").write_bytes(png)
+    (www / "big.png").write_bytes(b"x" * 5000)
+    uris = [f"{url}/a.png", str(tmp_path / "local.png"), f"{url}/missing.png", "/dev/zero",
+            "nosuchproto://bucket/x.png", f"{url}/big.png"]  # fmt: skip
+    out = fetch_uris(pa.table({"uri": uris}), config(tmp_path, max_bytes=4096), pa.array([image_id(uris[1])]))
+    rows = {r["source"]: r for r in out.to_pylist()}
+    assert str(tmp_path / "local.png") not in rows  # committed: never read
+    assert rows[uris[0]]["bytes"] == png and rows[uris[0]]["error"] is None
+    assert "not found" in rows[uris[2]]["error"] or "404" in rows[uris[2]]["error"]
+    assert "larger than --max-bytes 4096" in rows["/dev/zero"]["error"]  # endless, read no further
+    assert "cannot read nosuchproto://" in rows[uris[4]]["error"]
+    assert "larger than --max-bytes" in rows[uris[5]]["error"]
+    assert [r["image_id"] for r in out.to_pylist()] == [image_id(u) for u in rows]
+
+
+def test_listed_files_above_max_bytes_are_error_rows(tmp_path):
+    (tmp_path / "small.png").write_bytes(b"s" * 10)
+    (tmp_path / "large.png").write_bytes(b"l" * 11)
+    paths = [str(tmp_path / "small.png"), str(tmp_path / "large.png")]
+    out = read_files(pa.table({"path": paths, "version": ["v1", "v2"]}), config(tmp_path, max_bytes=10), "")
+    small, large = out.to_pylist()
+    assert small["bytes"] == b"s" * 10 and small["error"] is None and small["source_version"] == "v1"
+    assert large["bytes"] == b"" and "larger than --max-bytes 10; raise --max-bytes" in large["error"]

@@ -1,0 +1,52 @@
+"""Decode tasks bound their memory: every pixel of every page or frame, and the size fed after --resize,
+count against --max-pixels; what is above it becomes an error row naming the limit and the flag."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from imagefiles import encode, rgb
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from pipeline.stages.decode import decode_batch
+
+
+def batch(*blobs: bytes) -> dict[str, np.ndarray]:
+    n = len(blobs)
+    return {
+        "image_id": np.array([f"id{i}" for i in range(n)], dtype=object),
+        "source": np.array([f"src{i}" for i in range(n)], dtype=object),
+        "bytes": np.array(list(blobs), dtype=object),
+        "error": np.array([None] * n, dtype=object),
+    }
+
+
+def test_a_thin_strip_is_refused_at_its_fed_size_not_its_stored_size():
+    strip = encode(Image.fromarray(rgb(2, 4000, 0)), "PNG")  # 8,000 pixels stored
+    out = decode_batch(batch(strip), resize=520, max_pixels=10**6)  # 520 x 1,040,000 fed
+    assert out["image"][0].shape == (1, 1, 3)  # nothing was resized
+    assert "fed at --resize 520 the image would be 1040000x520 pixels, above --max-pixels 1000000" in out["error"][0]
+    assert "lower --resize" in out["error"][0]
+    native = decode_batch(batch(strip), resize=None, max_pixels=10**6)
+    assert native["error"][0] is None and native["image"][0].shape == (2, 4000, 3)
+
+
+def test_every_page_of_a_tiff_counts_against_the_limit():
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((5, 100, 100), np.uint8))  # 5 pages of 10,000 pixels
+    out = decode_batch(batch(buffer.getvalue()), resize=None, max_pixels=20_000)
+    assert "image is 100x100 x 5 pages, above --max-pixels 20000" in out["error"][0]
+    assert decode_batch(batch(buffer.getvalue()), resize=None, max_pixels=50_000)["error"][0] is None
+
+
+def test_every_frame_of_a_dicom_counts_against_the_limit():
+    dose = Path(get_testdata_file("rtdose.dcm")).read_bytes()  # 15 frames of 10 x 10
+    out = decode_batch(batch(dose), resize=None, max_pixels=1000)
+    assert "x 15 frames, above --max-pixels 1000" in out["error"][0]
+    assert len(decode_batch(batch(dose), resize=None, max_pixels=1500)["image_id"]) == 15
+    resized = decode_batch(batch(dose), resize=20, max_pixels=1500)  # 15 frames of 20 x 20 fed
+    assert "15 frames of 20x20 pixels" in resized["error"][0]
