@@ -94,6 +94,38 @@ def fetch_uris(batch: pa.Table, config: RunConfig, committed: pa.Array) -> pa.Ta
     return _read_rows(sources, read)
 
 
+def _bytes_type(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+
+
+def _text_type(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def image_column_problem(schema: pa.Schema, image_column: str, id_column: str | None = None) -> str | None:
+    """Why the columns of an input Parquet file are not read, or ``None``.
+
+    Only plain image bytes, a ``{bytes, path}`` struct of them, and string or integer ids are read:
+    any other type, an Arrow extension type above all (Ray's ``arrow_pickled_object`` unpickles what
+    it holds when read), could run code from an untrusted file.
+
+    Args:
+        schema: the file's Arrow schema.
+        image_column, id_column: ``--image-column`` and ``--id-column``.
+    """
+    image = schema.field(image_column).type
+    plain = _bytes_type(image)
+    struct = pa.types.is_struct(image) and image.get_field_index("bytes") >= 0
+    if struct:
+        fields = {image.field(i).name: image.field(i).type for i in range(image.num_fields)}
+        struct = _bytes_type(fields["bytes"]) and _text_type(fields.get("path", pa.string()))
+    if not (plain or struct):
+        return f"column {image_column} is {image}: expected image bytes (binary) or a {{bytes, path}} struct"
+    if id_column and not (_text_type(ids := schema.field(id_column).type) or pa.types.is_integer(ids)):
+        return f"column {id_column} is {ids}: expected string or integer ids"
+    return None
+
+
 def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
     """Rows of each Parquet file, one row group at a time, each tagged with its row number in the file.
 
@@ -109,6 +141,8 @@ def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
             missing = [c for c in columns if c not in parquet.schema_arrow.names]
             if missing:
                 raise ValueError(f"no column {', '.join(missing)} (see --image-column, --id-column)")
+            if problem := image_column_problem(parquet.schema_arrow, config.image_column, config.id_column):
+                raise ValueError(problem)
         except Exception as exc:  # a corrupt or foreign file: its error row, the others go on
             source = f"{scheme}{file}"
             yield inputs_table([source], [image_id(source)], [b""], [f"cannot read Parquet {source}: {exc}"])

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..io.reading import image_column_problem
 from ..io.schema import PARQUET_SOURCE, parquet_image_tag, read_metadata
 
 MAX_ERRORS = 200  # error rows listed in the HTML; the count always covers all of them
@@ -110,7 +111,8 @@ def locate(uri: str, images_root: str | None):
         images_root: folder to look in first, or ``None``; ``None`` is returned when nothing exists.
     """
     parts = uri.split("://", 1)[-1].strip("/").split("/")
-    tries = [f"{images_root.rstrip('/')}/{'/'.join(parts[k:])}" for k in range(len(parts))] if images_root else []
+    inside = images_root and ".." not in parts  # a source's ".." must not lead out of images_root
+    tries = [f"{images_root.rstrip('/')}/{'/'.join(parts[k:])}" for k in range(len(parts))] if inside else []
     for candidate in [*tries, uri]:
         try:
             fs, path = fsspec.core.url_to_fs(candidate)
@@ -149,6 +151,8 @@ def _find_images(parquet: pq.ParquetFile, image_column: str | None, tags: dict[s
     names, types = parquet.schema_arrow.names, parquet.schema_arrow.types
     binary = [n for n, t in zip(names, types, strict=True) if pa.types.is_struct(t) or pa.types.is_binary(t)]
     column = image_column if image_column in names else next(iter(binary), None)
+    if column and image_column_problem(parquet.schema_arrow, column):  # never read what could unpickle
+        return {}
     found, tags, first = {}, dict(tags), 0
     for batch in parquet.iter_batches(columns=[column], batch_size=64) if column else []:
         values, paths = batch.column(0), [None] * batch.num_rows

@@ -11,7 +11,7 @@ from imagefiles import encode, rgb
 from PIL import Image
 
 from pipeline.config import RunConfig
-from pipeline.io.reading import fetch_uris, image_id, read_files
+from pipeline.io.reading import fetch_uris, image_id, read_files, read_parquet_images
 
 
 @pytest.fixture
@@ -63,3 +63,32 @@ def test_listed_files_above_max_bytes_are_error_rows(tmp_path):
     small, large = out.to_pylist()
     assert small["bytes"] == b"s" * 10 and small["error"] is None and small["source_version"] == "v1"
     assert large["bytes"] == b"" and "larger than --max-bytes 10; raise --max-bytes" in large["error"]
+
+
+class Payload:
+    """What an attacker's Parquet file holds: unpickling it runs code."""
+
+    def __reduce__(self):
+        return (exec, ("import builtins; builtins.UNPICKLED = True",))
+
+
+def test_parquet_columns_that_would_unpickle_are_refused_unread(tmp_path):
+    import builtins
+
+    import pyarrow.parquet as pq
+    from ray.data._internal.object_extensions.arrow import ArrowPythonObjectArray
+
+    evil = pa.table({"image": ArrowPythonObjectArray.from_objects([Payload()]), "key": ["k0"]})
+    pq.write_table(evil, tmp_path / "evil.parquet")
+    ids = pa.array([b"png bytes"])  # a plain file beside it, with an id column of another forbidden type
+    pq.write_table(pa.table({"image": ids, "key": ArrowPythonObjectArray.from_objects([1])}), tmp_path / "ids.parquet")
+    paths = [str(tmp_path / "evil.parquet"), str(tmp_path / "ids.parquet")]
+    rows = [
+        r
+        for table in read_parquet_images(pa.table({"path": paths}), config(tmp_path, id_column="key"), "")
+        for r in table.to_pylist()
+    ]
+    assert not hasattr(builtins, "UNPICKLED")
+    assert "column image is extension<ray.data.arrow_pickled_object" in rows[0]["error"]
+    assert "expected image bytes (binary) or a {bytes, path} struct" in rows[0]["error"]
+    assert "column key is extension<ray.data.arrow_pickled_object" in rows[1]["error"]

@@ -140,6 +140,13 @@ def test_parquet_sources_are_found_by_row_and_inner_path(tmp_path):
     assert caption.startswith("b.png") and "mask only" in caption
 
 
+def test_images_root_never_leads_a_source_out_of_it(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "secret.png").write_bytes(png(scene(8, 8, 1)[0]))
+    assert locate(str(tmp_path / "root" / "x.png"), str(tmp_path / "root")) is None
+    assert locate("a/../../secret.png", str(tmp_path / "root")) is None  # not root/a/../../secret.png
+
+
 def test_images_root_relocates_sources_and_cli_reports_bad_folders(run, tmp_path, capsys):
     root, _ = run
     moved = tmp_path / "moved" / tmp_path.name

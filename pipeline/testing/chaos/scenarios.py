@@ -10,6 +10,7 @@ from .hostile import hostile_inputs
 from .inputs import make_images, sources
 from .kills import actor_killed, ctrl_c, driver_killed, nightly
 from .outcome import Outcome, begin
+from .races import racing_runs, replaced_files
 from .s3_faults import s3_transient
 
 
@@ -33,10 +34,12 @@ SCENARIOS = {
     "e": s3_transient,
     "f": hostile_inputs,
     "g": nightly,
+    "h": racing_runs,
+    "i": replaced_files,
 }
 
 
-def run_all(workdir: Path, images: int = 12, only: str = "abcdefg") -> list[Outcome]:
+def run_all(workdir: Path, images: int = 12, only: str = "".join(SCENARIOS)) -> list[Outcome]:
     """Run the scenarios named by ``only`` (letters) over ``images`` small images in ``workdir``.
 
     Args:
