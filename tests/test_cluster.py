@@ -91,7 +91,9 @@ def test_ray_job_submit_runs_the_job_on_a_running_cluster(tmp_path):
     dashboard = f"http://127.0.0.1:{free_port()}"
     head = subprocess.Popen(
         [bin_dir / "ray", "start", "--head", "--block", "--num-cpus", "3", "--port", str(free_port()),
-         "--dashboard-port", dashboard.rsplit(":", 1)[1], "--include-dashboard", "true", "--disable-usage-stats"],
+         "--dashboard-port", dashboard.rsplit(":", 1)[1], "--include-dashboard", "true", "--disable-usage-stats",
+         # the job agent's own port too: another Ray on this host (a test's local cluster) may hold the default
+         "--dashboard-agent-listen-port", str(free_port())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
