@@ -53,13 +53,12 @@ def read_bounded(open_file: Callable, source: str, max_bytes: int, missing: str)
 
 def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
     """Read each listed file; one removed, forbidden or too large since listing becomes its error row."""
-    fs, _ = arrow_fs(config.input, config)
-    paths = batch["path"].to_pylist()
-    sources = [scheme + p for p in paths]
+    # through fsspec, not pyarrow's FSSpecHandler: that one asks isfile() first and reports a 403 as missing
+    sources = [scheme + p for p in batch["path"].to_pylist()]
     read = [
-        read_bounded(lambda p=p: fs.open_input_stream(p), s, config.max_bytes,
+        read_bounded(lambda s=s: open_uri(s, config), s, config.max_bytes,
                      f"{s} was listed but is gone (removed after listing); rerun to retry it")
-        for p, s in zip(paths, sources, strict=True)
+        for s in sources
     ]  # fmt: skip
     return _read_rows(sources, read, batch["version"])
 

@@ -6,6 +6,7 @@ import http.server
 import threading
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pytest
 from imagefiles import encode, rgb
 from PIL import Image
@@ -92,3 +93,22 @@ def test_parquet_columns_that_would_unpickle_are_refused_unread(tmp_path):
     assert "column image is extension<ray.data.arrow_pickled_object" in rows[0]["error"]
     assert "expected image bytes (binary) or a {bytes, path} struct" in rows[0]["error"]
     assert "column key is extension<ray.data.arrow_pickled_object" in rows[1]["error"]
+
+
+def test_an_s3_object_that_answers_403_is_its_error_row(tmp_path, s3_bucket, s3_endpoint, ray_local):
+    import boto3
+
+    from jobs.segment import main
+    from pipeline.testing.chaos import FlakyS3Proxy
+
+    s3 = boto3.client("s3")
+    for name in ("a.png", "secret.png", "b.png"):
+        s3.put_object(Bucket=s3_bucket, Key=f"images/{name}", Body=encode(Image.fromarray(rgb(20, 24, 0)), "PNG"))
+    with FlakyS3Proxy(s3_endpoint, every=0, forbidden=("/secret.png",)) as proxy:
+        argv = ["--input", f"s3://{s3_bucket}/images/", "--output", str(tmp_path / "out"), "--weights", "random"]
+        assert main([*argv, "--s3-endpoint-url", proxy.url, "--actors-max", "1"]) == 0
+        assert proxy.counts["forbidden"] > 0
+    rows = {r["source"]: r for r in pads.dataset(str(tmp_path / "out" / "masks")).to_table().to_pylist()}
+    secret = rows[f"s3://{s3_bucket}/images/secret.png"]
+    assert secret["status"] == "error" and "cannot read" in secret["error"] and "permissions" in secret["error"]
+    assert [rows[f"s3://{s3_bucket}/images/{n}"]["status"] for n in ("a.png", "b.png")] == ["ok", "ok"]

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 SLOWDOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+DENIED = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 FAULTS = ("slowdown", "dropped", "reply lost")  # answer 503; close unanswered; forward, then close unanswered
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection", "upgrade"}
 
@@ -19,23 +20,28 @@ class FlakyS3Proxy(ThreadingHTTPServer):
     """An HTTP proxy to an S3 endpoint that fails every ``every``-th request, in turn with each of
     ``FAULTS``: 503 SlowDown, a connection closed unanswered, or one closed after the request was done.
 
+    Objects whose path holds one of ``forbidden`` answer 403 AccessDenied to every read, as an
+    object whose ACL or bucket policy the job's role may not read.
+
     Args:
         upstream: the real endpoint, e.g. ``http://127.0.0.1:5000``.
-        every: period of the faults.
+        every: period of the faults; 0 for none.
+        forbidden: substrings of object paths that answer 403.
     """
 
     daemon_threads = True
 
-    def __init__(self, upstream: str, every: int = 4) -> None:
+    def __init__(self, upstream: str, every: int = 4, forbidden: tuple[str, ...] = ()) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream, self.every, self.counts, self.lock = urlsplit(upstream), every, Counter(), threading.Lock()
+        self.forbidden = forbidden
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
     def fault(self) -> str | None:
         with self.lock:
             self.counts["requests"] += 1
             n = self.counts["requests"]
-            kind = None if n % self.every else FAULTS[(n // self.every) % len(FAULTS)]
+            kind = None if not self.every or n % self.every else FAULTS[(n // self.every) % len(FAULTS)]
             if kind:
                 self.counts[kind] += 1
         return kind
@@ -58,6 +64,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        if self.command in ("GET", "HEAD") and any(f in self.path.split("?")[0] for f in self.server.forbidden):
+            self.server.counts["forbidden"] += 1
+            self.reply(403, [("Content-Type", "application/xml")], DENIED)
+            return
         fault = self.server.fault()
         if fault == "dropped":
             self.close_connection = True  # no answer at all: the client sees the connection end
