@@ -46,6 +46,14 @@ def _offline_torch_home(tmp_path_factory):
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
 
 
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """A checkpoint of the CPU model whose scoring layers are random, so masks hold several classes."""
+    from imagefiles import varied_checkpoint
+
+    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
+
+
 @pytest.fixture
 def ray_local(s3_endpoint):
     """One local Ray cluster for the session (started after the S3 environment is set, so

@@ -12,9 +12,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import torch
-from imagefiles import CLASSES, bad_images, good_images, rgb, varied_checkpoint, write_tree
+from imagefiles import CLASSES, bad_images, good_images, rgb, write_tree
 from outputs import check_contract, read_tables
 from PIL import Image
+from runs import job
 
 from jobs.segment import main
 from pipeline import RunConfig
@@ -22,16 +23,6 @@ from pipeline.stages.decode import decode_batch
 from pipeline.stages.segment import Segmenter
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
-
-
-def job(input_uri, output_uri, weights, *extra):
-    argv = ["--input", str(input_uri), "--output", str(output_uri), "--weights", weights]
-    return main([*argv, "--classes", ",".join(CLASSES), "--actors-max", "1", "--batch-size", "4", *extra])
 
 
 @pytest.mark.parametrize("jpeg_decode", ["tasks", "actor"])

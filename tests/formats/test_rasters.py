@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
-from imagefiles import CLASSES, varied_checkpoint
+from imagefiles import CLASSES
 from outputs import check_contract, read_tables
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -40,11 +40,6 @@ def geotiff(path, height=60, width=80, bands=5, nodata=0):
 def dicom_bytes(name: str) -> bytes:
     """A DICOM file that pydicom ships (written by others, not by us)."""
     return Path(get_testdata_file(name)).read_bytes()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
 
 
 def test_geotiff_bands_stretch_nodata_and_georeferencing(tmp_path):

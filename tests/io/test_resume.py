@@ -9,24 +9,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
-from imagefiles import CLASSES, bad_images, encode, good_images, rgb, varied_checkpoint, write_tree
+from imagefiles import CLASSES, bad_images, encode, good_images, rgb, write_tree
 from outputs import check_contract, read_tables
 from PIL import Image
 from pydicom.data import get_testdata_file
+from runs import job
 
 import pipeline.io.sources as sources
 from jobs.segment import main
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
-
-
-def job(input_uri, output_uri, weights, *extra):
-    argv = ["--input", str(input_uri), "--output", str(output_uri), "--weights", weights]
-    return main([*argv, "--classes", ",".join(CLASSES), "--actors-max", "1", "--batch-size", "4", *extra])
 
 
 def counts(out: Path) -> dict:

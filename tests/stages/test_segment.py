@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from imagefiles import CLASSES, encode, rgb, varied_checkpoint
+from imagefiles import CLASSES, encode, rgb
 from PIL import Image
 
 import models
@@ -13,11 +13,6 @@ from pipeline.config import RunConfig
 from pipeline.stages.decode import decode_batch
 from pipeline.stages.postprocess import finish_batch
 from pipeline.stages.segment import Segmenter
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "varied.pth")
 
 
 def test_mean_confidence_is_the_mean_softmax_probability_of_the_predicted_class(weights):
