@@ -16,7 +16,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.chaos",
         description="Run jobs.segment under real faults (killed actor, killed driver, Ctrl-C, flaky S3, "
-        "hostile files, nightly kills) and print inputs, rows out, errors, lost and duplicated per scenario.",
+        "hostile files, nightly kills, racing runs, replaced files) and print inputs, rows out, errors, "
+        "lost and duplicated per scenario.",
     )
     parser.add_argument("--images", type=int, default=12, help="images shared by the scenarios a to e (default 12)")
     parser.add_argument("--workdir", type=Path, default=None, help="empty folder for inputs, outputs and logs")

@@ -7,7 +7,7 @@ import sys
 import types
 import typing
 
-from pipeline.config import ConfigError, RunConfig, load_config
+from pipeline.config import RANDOM_WEIGHTS, ConfigError, RunConfig, load_config
 from pipeline.run import preflight, run
 
 
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return refuse(exc)
     print(f"run {plan.run_id}: {config.model} ({plan.weights.name}) on {config.input} -> {config.output}", flush=True)
+    if config.random_weights:
+        print(f"warning: {RANDOM_WEIGHTS}", file=sys.stderr, flush=True)
     try:
         record = run(config, plan)
     except ConfigError as exc:  # found once listing starts: an input folder without images
@@ -58,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: committed images are kept; rerun the same command to resume", file=sys.stderr)
         return 130
     counts = record["counts"]
+    if not record["pool_started"]:
+        print("nothing new: every listed input is committed already; the inference pool was not started", flush=True)
     print(
         f"done: {counts['rows']} images ({counts['ok']} ok, {counts['errors']} errors, "
         f"{counts['already_committed']} already committed) in {record['seconds']:.1f}s, "
-        f"{record['images_per_second']:.2f} images/s; output: {config.output}",
+        f"{record['images_per_second']:.2f} images/s; output: {config.output}"
+        + (" (random weights: the masks mean nothing)" if config.random_weights else ""),
         flush=True,
     )
     return 0

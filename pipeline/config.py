@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Literal
 
@@ -24,6 +25,26 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+RANDOM_WEIGHTS = (
+    "--weights random: the model is untrained, so every mask is meaningless (typically one class everywhere, "
+    "confidence 1/classes); pass a registered weights name or a checkpoint to get real masks"
+)
+
+
+def unknown_weights_name(weights: str) -> str | None:
+    """Why ``weights`` is neither a registered name, ``random``, nor something that reads as a file, else ``None``.
+
+    A bare word (no ``/``, no extension, no existing file) is a name: a typo of a registered one must
+    not be taken for a path and fail later as a missing file.
+    """
+    names = models.list_weights()
+    if weights in (*names, "random") or "/" in weights or os.path.splitext(weights)[1] or os.path.exists(weights):
+        return None
+    close = difflib.get_close_matches(weights, [*names, "random"], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"weights: {weights!r} is no registered name; {hint}registered: {', '.join(names)} (or a checkpoint path)"
+
+
 class RunConfig(BaseModel):
     """Everything a segmentation run needs; each field is also a ``--flag`` of ``jobs.segment``."""
 
@@ -40,7 +61,9 @@ class RunConfig(BaseModel):
     id_column: str | None = Field(None, description="Parquet column whose value becomes image_id")
     model: str = Field("fcn8s_mobilenet_v3", description=f"model name, one of {', '.join(models.list_models())}")
     weights: str | None = Field(
-        None, description="registered weights name, checkpoint URI (local or s3://), or 'random' (explicit only)"
+        None,
+        description=f"registered weights name ({', '.join(models.list_weights())}), checkpoint URI (a path, "
+        "file:// or s3://), or 'random' (untrained: the masks mean nothing; explicit only)",
     )
     classes: list[str] | None = Field(
         None, description="class names for a plain state dict: comma-separated list or a text file, one per line"
@@ -143,7 +166,12 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.weights is None:
-            raise ValueError("weights: choose a weights name, a checkpoint URI, or 'random' for untrained weights")
+            raise ValueError(
+                f"weights: choose a registered name ({', '.join(models.list_weights())}), a checkpoint URI, "
+                "or 'random' for untrained weights"
+            )
+        if problem := unknown_weights_name(self.weights):
+            raise ValueError(problem)
         if self.actors_max is not None and self.actors_min is not None and self.actors_max < self.actors_min:
             raise ValueError(f"actors_max ({self.actors_max}) is below actors_min ({self.actors_min})")
         if self.tile_overlap * 2 >= self.tile_size:

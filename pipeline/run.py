@@ -18,7 +18,7 @@ import ray.data
 import models
 
 from .cluster import init_ray
-from .config import ConfigError, RunConfig
+from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
@@ -129,7 +129,6 @@ def run(config: RunConfig, plan: Plan | None = None) -> dict:
     """
     config = with_s3_defaults(config)
     plan = plan or preflight(config)
-    init_ray(config.ray_address, config.num_cpus)
     out_fs, root = arrow_fs(config.output, config)
     try:
         with lease.hold(fsspec_fs(config.output, config), root, plan.run_id, config.lease_seconds):
@@ -145,14 +144,19 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
     committed, retried = resume_set(out_fs, root, plan.run_id, config, listing)
     # the manifest says at once that a run started and has not finished: a killed run stays "complete": false
     write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
-    sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
-                         config.rows_per_file)  # fmt: skip
-    resources = actor_resources(config)
-    config = with_batch_size(config, resources["num_gpus"])
-    segmented = segment_chain(config, plan, resources, committed, listing)
-    segmented.write_datasink(sink)
-    record = run_record(config, plan, started, committed, sink.results, segmented)
+    results, segmented = [], None
+    if listing is None or pc.any(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py():
+        init_ray(config.ray_address, config.num_cpus)  # only now: a rerun with nothing new never starts Ray
+        sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
+                             config.rows_per_file)  # fmt: skip
+        resources = actor_resources(config)
+        config = with_batch_size(config, resources["num_gpus"])
+        segmented = segment_chain(config, plan, resources, committed, listing)
+        segmented.write_datasink(sink)
+        results = sink.results
+    record = run_record(config, plan, started, committed, results, segmented)
     record["counts"]["retried"] = retried
+    record["pool_started"] = segmented is not None
     record["totals"] = table_totals(out_fs, root)
     write_manifest(out_fs, root, record)
     if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
@@ -234,6 +238,7 @@ def run_record(
         "config": config.model_dump(),
         "model": config.model,
         "random_weights": config.random_weights,
+        "warnings": [RANDOM_WEIGHTS] if config.random_weights else [],
         "weights": plan.weights.to_dict(),
         "class_names": list(plan.class_names),
         "counts": counts,

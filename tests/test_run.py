@@ -19,6 +19,7 @@ from runs import job
 
 from jobs.segment import main
 from pipeline import RunConfig
+from pipeline.loop.report import write_report
 from pipeline.stages.decode import decode_batch
 from pipeline.stages.segment import Segmenter
 
@@ -63,6 +64,41 @@ def test_rerun_labels_only_new_images(tmp_path, ray_local, weights):
     runs = json.loads((tmp_path / "out" / "_manifest.json").read_text())["runs"]
     assert [r["counts"]["rows"] for r in runs] == [3, 1]
     assert job(tmp_path / "in", tmp_path / "out", weights, "--mode", "error") == 2
+
+
+def test_a_rerun_with_nothing_new_starts_no_pool_and_says_so(tmp_path, ray_local, weights, capsys):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb(32, 40, 0)).save(tmp_path / "in" / "0.png")
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    assert job(tmp_path / "in", tmp_path / "out", weights) == 0
+    assert "nothing new: every listed input is committed already" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert [r["pool_started"] for r in manifest["runs"]] == [True, False]
+    assert manifest["complete"] and manifest["totals"] == {"inputs": 1, "ok": 1, "errors": 0}
+
+
+def test_random_weights_are_called_meaningless_in_the_log_summary_manifest_and_report(tmp_path, ray_local, capsys):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb(32, 40, 0)).save(tmp_path / "in" / "0.png")
+    assert job(tmp_path / "in", tmp_path / "out", "random") == 0
+    said = capsys.readouterr()
+    assert "warning: --weights random: the model is untrained" in said.err
+    assert "(random weights: the masks mean nothing)" in said.out
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["random_weights"] and "every mask is meaningless" in manifest["warnings"][0]
+    write_report(str(tmp_path / "out"))
+    assert (
+        "<p class=banner>--weights random: the model is untrained"
+        in (tmp_path / "out" / "report" / "index.html").read_text()
+    )
+
+
+def test_a_misspelt_weights_name_is_refused_naming_the_closest(tmp_path, capsys):
+    argv = ["--input", str(tmp_path), "--output", str(tmp_path / "out"), "--weights", "fcn_resnet50_cooc"]
+    assert main(argv) == 2
+    assert "did you mean 'fcn_resnet50_coco'?" in capsys.readouterr().err
+    assert main(argv[:4]) == 2
+    assert "fcn8s_mobilenet_v3_scenes" in capsys.readouterr().err  # no --weights: the registered names
 
 
 def test_parquet_with_struct_column_and_ids(tmp_path, ray_local, weights):

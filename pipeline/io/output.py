@@ -118,7 +118,8 @@ def write_manifest(fs: pafs.FileSystem, root: str, run: dict) -> dict:
     """
     manifest = read_manifest(fs, root)
     runs = [*(r for r in manifest.get("runs", []) if r.get("run_id") != run["run_id"]), run]
-    latest = {k: run.get(k) for k in ("run_id", "complete", "model", "weights", "class_names", "counts", "totals")}
+    keys = ("run_id", "complete", "model", "weights", "random_weights", "warnings", "class_names", "counts", "totals")
+    latest = {k: run.get(k) for k in keys}
     manifest = {**latest, "runs": runs}
     staged = f"{root}/_staging/{MANIFEST}.{run['run_id']}"
     fs.create_dir(f"{root}/_staging", recursive=True)

@@ -15,6 +15,7 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..config import RANDOM_WEIGHTS
 from ..io.output import MANIFEST
 from ..io.schema import MODEL_KEY, RUN_ID_KEY, class_names
 from ..stages.decode import pil_to_rgb
@@ -169,7 +170,8 @@ def render_html(info: dict, ids: np.ndarray, labels: list[str], pixels: np.ndarr
     """The report page; every value from the data is HTML-escaped.
 
     Args:
-        info: ``model``, ``run_id`` and ``note`` (extra line under the title, may be empty).
+        info: ``model``, ``run_id``, ``note`` (extra line under the title, may be empty) and ``banner``
+            (a warning shown above everything, e.g. masks from untrained weights).
         ids: class ids to list.
         labels: class names, index = class id.
         pixels: pixels per class id over the run.
@@ -190,9 +192,11 @@ def render_html(info: dict, ids: np.ndarray, labels: list[str], pixels: np.ndarr
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title><style>
 body {{font-family: sans-serif; margin: 2em;}} td, th {{padding: 2px 10px; text-align: left;}}
+.banner {{background: #b00020; color: white; padding: 0.8em; font-weight: bold;}}
 .sw {{display: inline-block; width: 12px; height: 12px; margin-right: 6px; border: 1px solid #555;}}
 </style></head><body>
-<h1>{title}</h1>{f"<p>{esc(info['note'])}</p>" if info["note"] else ""}
+<h1>{title}</h1>{f"<p class=banner>{esc(info['banner'])}</p>" if info.get("banner") else ""}
+{f"<p>{esc(info['note'])}</p>" if info["note"] else ""}
 <table><tr><th>images</th><td>{summary.rows:,}</td></tr><tr><th>ok</th><td>{summary.ok:,}</td></tr>
 <tr><th>errors</th><td>{errors:,}</td></tr></table>
 <h2>Sample ({len(summary.sample)} ok images, first by image_id)</h2><img src="contact_sheet.png" alt="contact sheet">
@@ -234,6 +238,7 @@ def write_report(masks: str, out: str | None = None, *, images=24, columns=4, im
         "model": manifest.get("model") or summary.meta.get(MODEL_KEY, "unknown model"),
         "run_id": manifest.get("run_id") or summary.meta.get(RUN_ID_KEY, "unknown"),
         "note": f"The folder holds rows from {runs} runs; the latest is named above." if runs > 1 else "",
+        "banner": RANDOM_WEIGHTS if any(r.get("random_weights") for r in manifest.get("runs", [])) else "",
     }
     out_fs, out_path = fsspec.core.url_to_fs(out or f"{masks.rstrip('/')}/report")
     out_fs.makedirs(out_path, exist_ok=True)
