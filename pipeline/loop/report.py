@@ -199,7 +199,7 @@ body {{font-family: sans-serif; margin: 2em;}} td, th {{padding: 2px 10px; text-
 {f"<p>{esc(info['note'])}</p>" if info["note"] else ""}
 <table><tr><th>images</th><td>{summary.rows:,}</td></tr><tr><th>ok</th><td>{summary.ok:,}</td></tr>
 <tr><th>errors</th><td>{errors:,}</td></tr></table>
-<h2>Sample ({len(summary.sample)} ok images, first by image_id)</h2><img src="contact_sheet.png" alt="contact sheet">
+<h2>Sample ({len(summary.sample)} ok images, first by source)</h2><img src="contact_sheet.png" alt="contact sheet">
 <h2>Class distribution</h2><img src="class_distribution.png" alt="class distribution">
 <table><tr><th>id</th><th>class</th><th>pixels</th><th>share</th></tr>{classes}</table>
 <h2>Errors ({errors:,})</h2><table><tr><th>source</th><th>error</th></tr>{listed}</table>{more}

@@ -34,12 +34,12 @@ class Summary:
     rows: int = 0
     ok: int = 0
     pixels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    sample: list[tuple[str, int, int, int]] = field(default_factory=list)  # image_id, file, row group, row
+    sample: list[tuple[str, str, int, int, int]] = field(default_factory=list)  # source, image_id, file, group, row
     errors: list[tuple[str, str]] = field(default_factory=list)  # source, reason
 
 
 def scan(fs, root: str, images: int) -> Summary:
-    """Counts, per-class pixel totals, the first ``images`` ok rows by image_id and the first error rows.
+    """Counts, per-class pixel totals, the first ``images`` ok rows in source order and the first error rows.
 
     Args:
         fs: fsspec filesystem of ``root``.
@@ -57,11 +57,11 @@ def scan(fs, root: str, images: int) -> Summary:
                 raw = parquet.schema_arrow.metadata or {}
                 summary.meta = read_metadata(raw)
             for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group, columns=["image_id", "status", "error", "class_pixels"])
+                columns = ["image_id", "source", "status", "error", "class_pixels"]
+                table = parquet.read_row_group(group, columns=columns)
                 failed = _add_row_group(summary, table, images, (index, group))
                 if failed.any() and len(summary.errors) < MAX_ERRORS:
-                    sources = parquet.read_row_group(group, columns=["source"])["source"].to_numpy(False)
-                    reasons = table["error"].to_numpy(False)
+                    sources, reasons = table["source"].to_numpy(False), table["error"].to_numpy(False)
                     summary.errors += list(zip(sources[failed], reasons[failed], strict=True))[:MAX_ERRORS]
     summary.errors = summary.errors[:MAX_ERRORS]
     return summary
@@ -78,10 +78,10 @@ def _add_row_group(summary: Summary, table: pa.Table, images: int, where: tuple[
     totals = np.bincount(position, weights=values).round().astype(np.int64)
     size = max(len(totals), len(summary.pixels))
     summary.pixels = np.pad(summary.pixels, (0, size - len(summary.pixels))) + np.pad(totals, (0, size - len(totals)))
-    ids, rows = pc.filter(table["image_id"], ok), pc.filter(pa.array(np.arange(table.num_rows)), ok)
-    first = pc.sort_indices(ids)[:images]
-    picked = zip(ids.take(first).to_pylist(), rows.take(first).to_pylist(), strict=True)
-    summary.sample = heapq.nsmallest(images, summary.sample + [(i, *where, r) for i, r in picked])
+    kept = table.select(["source", "image_id"]).append_column("row", pa.array(np.arange(table.num_rows))).filter(ok)
+    first = kept.take(pc.sort_indices(kept, sort_keys=[("source", "ascending"), ("image_id", "ascending")])[:images])
+    picked = zip(*(first[c].to_pylist() for c in ("source", "image_id", "row")), strict=True)
+    summary.sample = heapq.nsmallest(images, summary.sample + [(s, i, *where, r) for s, i, r in picked])
     return ~ok.to_numpy(zero_copy_only=False)
 
 
@@ -93,14 +93,14 @@ def sample_rows(fs, summary: Summary) -> list[dict]:
         summary: the scan that picked the rows.
     """
     wanted: dict[tuple[int, int], list[int]] = {}
-    for _, index, group, row in summary.sample:
+    for *_, index, group, row in summary.sample:
         wanted.setdefault((index, group), []).append(row)
     found = {}
     for (index, group), rows in wanted.items():
         with fs.open(summary.files[index], "rb") as f:
             table = pq.ParquetFile(f).read_row_group(group, columns=["image_id", "source", "mask_png"])
         found.update({r["image_id"]: r for r in table.take(rows).to_pylist()})
-    return [found[image_id] for image_id, *_ in summary.sample]
+    return [found[image_id] for _, image_id, *_ in summary.sample]
 
 
 def locate(uri: str, images_root: str | None):

@@ -62,8 +62,8 @@ def run(tmp_path):
     for i, (height, width) in enumerate([(60, 90), (80, 50), (40, 40)]):
         image, mask = scene(height, width, i)
         (tmp_path / f"img{i}.png").write_bytes(png(image))
-        masks[f"id{i}"] = mask
-        rows.append(ok_row(f"id{i}", str(tmp_path / f"img{i}.png"), mask))
+        masks[f"id{2 - i}"] = mask  # ids sort the other way round from sources
+        rows.append(ok_row(f"id{2 - i}", str(tmp_path / f"img{i}.png"), mask))
     error = {"image_id": "bad", "source": str(tmp_path / "a<b>.png"), "status": "error", "error": REASON}
     rows.insert(1, error | {"height": None, "width": None, "mask_png": None, "class_pixels": None})
     write_masks(tmp_path / "out", rows)
@@ -90,14 +90,15 @@ def test_report_files_sizes_counts_classes_and_escaped_errors(run):
     assert f"{shares[2]:.2f}%" in page and f"{total[1]:,}" in page
 
 
-def test_scan_sums_class_pixels_and_picks_the_first_ids(run):
+def test_scan_sums_class_pixels_and_picks_the_first_sources(run):
     import fsspec
 
     root, masks = run
     summary = scan(fsspec.filesystem("file"), str(root), images=2)
     expected = sum(np.bincount(m.ravel(), minlength=256) for m in masks.values())
     np.testing.assert_array_equal(summary.pixels, expected)
-    assert [s[0] for s in summary.sample] == ["id0", "id1"]
+    assert [s[1] for s in summary.sample] == ["id2", "id1"]  # the contact sheet follows the sources
+    assert [s[0] for s in summary.sample] == [str(root.parent / f"img{i}.png") for i in (0, 1)]
     assert summary.errors == [(str(root.parent / "a<b>.png"), REASON)]
 
 
@@ -106,7 +107,7 @@ def test_missing_source_draws_the_mask_alone(run):
     (root.parent / "img0.png").unlink()
     write_report(str(root), str(root.parent / "rep"), images=1)
     assert Image.open(root.parent / "rep" / "contact_sheet.png").size[0] > 256
-    image, caption = tile(ok_row("id0", str(root.parent / "img0.png"), masks["id0"]), None, CLASSES)
+    image, caption = tile(ok_row("id2", str(root.parent / "img0.png"), masks["id2"]), None, CLASSES)
     assert "source missing" in caption
     assert image.shape == (171, 256, 3)  # 60 x 90 scaled to 256 on the long side
     np.testing.assert_array_equal(image[-1, -1], palette(3)[2])
