@@ -104,6 +104,9 @@ class RunConfig(BaseModel):
     stretch: list[float] = Field([2.0, 98.0], description="low,high percentiles of the default stretch")
     nodata: float | None = Field(None, description="raster value marking no-data (default the file's GDAL_NODATA)")
     dicom_window: list[float] | None = Field(None, description="DICOM window centre,width; default the file's own")
+    keep_transparent: bool = Field(
+        False, description="segment fully transparent pixels like others instead of making them no-data (255)"
+    )
     rows_per_file: int = Field(1000, gt=0, description="target rows per Parquet file")
     max_pixels: int = Field(PIL_DEFAULT_MAX_PIXELS, gt=0, description="images above this many pixels become error rows")
     max_bytes: int = Field(
@@ -191,6 +194,7 @@ class RunConfig(BaseModel):
             stretch=tuple(self.stretch),
             nodata=self.nodata,
             dicom_window=tuple(self.dicom_window) if self.dicom_window else None,
+            transparent_nodata=not self.keep_transparent,
         )
 
 

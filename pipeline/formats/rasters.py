@@ -23,6 +23,7 @@ class RasterOptions:
         stretch: ``(low, high)`` percentiles of the stretch.
         nodata: value marking no-data (overrides the file's own GDAL_NODATA tag).
         dicom_window: ``(centre, width)``; default the file's own window, else the full range.
+        transparent_nodata: fully transparent pixels of a photo (alpha 0) are no-data, like GeoTIFF no-data.
     """
 
     bands: tuple[int, ...] | None = None
@@ -30,6 +31,7 @@ class RasterOptions:
     stretch: tuple[float, float] = (2.0, 98.0)
     nodata: float | None = None
     dicom_window: tuple[float, float] | None = None
+    transparent_nodata: bool = True
 
 
 @dataclass

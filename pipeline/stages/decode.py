@@ -168,7 +168,19 @@ def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions) -> Raster
             raise ValueError(f"image is {image.width}x{image.height}, above --max-pixels {max_pixels}")
         image = ImageOps.exif_transpose(image)
         image.load()
-    return Raster(pil_to_rgb(image, options))
+    return Raster(pil_to_rgb(image, options), transparent_pixels(image) if options.transparent_nodata else None)
+
+
+def transparent_pixels(image: Image.Image) -> np.ndarray | None:
+    """``False`` where a pixel is fully transparent (alpha 0), else ``None`` when every pixel is opaque.
+
+    What lies under a transparent pixel is arbitrary (white in one export, black in its resized copy),
+    so it is no-data: 255 in the mask and not counted, as GeoTIFF no-data is.
+    """
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+        return None
+    valid = np.asarray(image.convert("RGBA"))[:, :, 3] > 0
+    return None if valid.all() else valid
 
 
 def pil_to_rgb(image: Image.Image, options: RasterOptions = RasterOptions()) -> np.ndarray:  # noqa: B008

@@ -12,6 +12,7 @@ from imagefiles import encode, rgb
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from pipeline.formats.rasters import RasterOptions
 from pipeline.stages.decode import decode_batch
 
 
@@ -50,3 +51,21 @@ def test_every_frame_of_a_dicom_counts_against_the_limit():
     assert len(decode_batch(batch(dose), resize=None, max_pixels=1500)["image_id"]) == 15
     resized = decode_batch(batch(dose), resize=20, max_pixels=1500)  # 15 frames of 20 x 20 fed
     assert "15 frames of 20x20 pixels" in resized["error"][0]
+
+
+def test_fully_transparent_pixels_are_no_data_whatever_colour_lies_under_them():
+    picture = rgb(20, 30, 3)
+    white = np.dstack([picture, np.full((20, 30), 255, np.uint8)])
+    white[:, :10, :3], white[:, :10, 3] = 255, 0  # a transparent left third, white beneath
+    black = white.copy()
+    black[:, :10, :3] = 0  # the same picture exported over black
+    palette = Image.fromarray(picture).convert("P")
+    palette.info["transparency"] = int(np.asarray(palette)[0, 0])  # one palette index is transparent
+    blobs = [encode(Image.fromarray(white, "RGBA"), "PNG"), encode(Image.fromarray(black, "RGBA"), "PNG")]
+    out = decode_batch(batch(*blobs, encode(palette, "PNG")), resize=None, max_pixels=10**6)
+    assert np.array_equal(out["valid"][0], out["valid"][1])
+    assert not out["valid"][0][:, :10].any() and out["valid"][0][:, 10:].all()
+    index = np.asarray(palette)
+    assert np.array_equal(out["valid"][2], index != index[0, 0])
+    kept = decode_batch(batch(*blobs), resize=None, max_pixels=10**6, options=RasterOptions(transparent_nodata=False))
+    assert all(v.shape == (1, 1) and v.all() for v in kept["valid"])  # --keep-transparent: every pixel counts
