@@ -48,6 +48,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 _TORCHVISION = {"categories": VOC_CATEGORIES, "resize": 520}
+TORCHVISION_MODELS = "https://download.pytorch.org/models"  # torchvision's own checkpoint URLs
 # the classes of pipeline.loop.scenes (models/ imports nothing from pipeline/)
 SCENE_CATEGORIES = ("background", "water", "vegetation", "building", "road")
 _SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
@@ -57,6 +58,7 @@ WEIGHTS: dict[str, Weights] = {
         arch="fcn_resnet50",
         uri="fcn_resnet50_coco-1167a1af.pth",
         sha256="1167a1af",
+        url=f"{TORCHVISION_MODELS}/fcn_resnet50_coco-1167a1af.pth",
         **_TORCHVISION,
     ),
     "fcn_resnet101_coco": Weights(
@@ -64,6 +66,7 @@ WEIGHTS: dict[str, Weights] = {
         arch="fcn_resnet101",
         uri="fcn_resnet101_coco-7ecb50ca.pth",
         sha256="7ecb50ca",
+        url=f"{TORCHVISION_MODELS}/fcn_resnet101_coco-7ecb50ca.pth",
         **_TORCHVISION,
     ),
     # trained by jobs.train on 320 synthetic scenes; fp16 tensors, loaded into the float32 model

@@ -52,6 +52,7 @@ class Weights:
         mean, std: per-channel normalisation of values scaled to [0, 1], in ``color_order``.
         color_order: ``RGB``, or ``BGR`` for a checkpoint trained on BGR input (images are flipped).
         resize: preferred length of the shorter side, or ``None`` for native size.
+        url: where the checkpoint is published (``python -m jobs.weights fetch`` reads it; a run never does).
     """
 
     name: str
@@ -64,6 +65,7 @@ class Weights:
     color_order: str = "RGB"
     value_range: float = 255.0
     resize: int | None = None
+    url: str | None = None
 
     def __post_init__(self) -> None:
         if self.color_order not in ("RGB", "BGR"):
@@ -134,7 +136,8 @@ def read_checkpoint(uri: str, *, sha256: str | None = None, storage_options: dic
     except FileNotFoundError as exc:
         raise WeightsError(
             f"weights file not found: {uri}. Check the path, or set ${WEIGHTS_DIR_ENV} to the folder "
-            "that holds the checkpoint (nothing is downloaded from a hub)."
+            "that holds the checkpoint; a registered one can be fetched on request with "
+            "`python -m jobs.weights fetch NAME` (a run never downloads)."
         ) from exc
     except (OSError, PermissionError) as exc:
         raise WeightsError(f"cannot read weights file {uri}: {exc}") from exc
