@@ -8,7 +8,6 @@ import types
 import typing
 
 from pipeline.config import RANDOM_WEIGHTS, ConfigError, RunConfig, load_config
-from pipeline.run import preflight, run
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[dict, str | None]:
@@ -44,6 +43,8 @@ def refuse(exc: ConfigError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     overrides, config_file = parse_args(argv)
+    from pipeline.run import preflight, run  # torch and Ray load only once the arguments are good
+
     try:
         config = load_config(overrides, config_file)
         plan = preflight(config)

@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-import models
+from models.names import MODEL_NAMES, WEIGHTS_NAMES
 
 from .formats.rasters import RasterOptions
 
@@ -37,7 +37,7 @@ def unknown_weights_name(weights: str) -> str | None:
     A bare word (no ``/``, no extension, no existing file) is a name: a typo of a registered one must
     not be taken for a path and fail later as a missing file.
     """
-    names = models.list_weights()
+    names = WEIGHTS_NAMES
     if weights in (*names, "random") or "/" in weights or os.path.splitext(weights)[1] or os.path.exists(weights):
         return None
     close = difflib.get_close_matches(weights, [*names, "random"], n=1)
@@ -59,10 +59,10 @@ class RunConfig(BaseModel):
     )
     image_column: str = Field("image", description="Parquet column with image bytes or a {bytes, path} struct")
     id_column: str | None = Field(None, description="Parquet column whose value becomes image_id")
-    model: str = Field("fcn8s_mobilenet_v3", description=f"model name, one of {', '.join(models.list_models())}")
+    model: str = Field("fcn8s_mobilenet_v3", description=f"model name, one of {', '.join(MODEL_NAMES)}")
     weights: str | None = Field(
         None,
-        description=f"registered weights name ({', '.join(models.list_weights())}), checkpoint URI (a path, "
+        description=f"registered weights name ({', '.join(WEIGHTS_NAMES)}), checkpoint URI (a path, "
         "file:// or s3://), or 'random' (untrained: the masks mean nothing; explicit only)",
     )
     classes: list[str] | None = Field(
@@ -163,14 +163,15 @@ class RunConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        models.registry.model_spec(value)
+        if value not in MODEL_NAMES:  # the registry's own message, without importing torch
+            raise ValueError(f"unknown model {value!r}: choose one of {', '.join(MODEL_NAMES)}")
         return value
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if self.weights is None:
             raise ValueError(
-                f"weights: choose a registered name ({', '.join(models.list_weights())}), a checkpoint URI, "
+                f"weights: choose a registered name ({', '.join(WEIGHTS_NAMES)}), a checkpoint URI, "
                 "or 'random' for untrained weights"
             )
         if problem := unknown_weights_name(self.weights):

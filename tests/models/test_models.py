@@ -139,3 +139,9 @@ def test_fold_batchnorm_undoes_a_fold_that_changes_the_output():
     assert isinstance(model.bn, torch.nn.BatchNorm2d)
     with pytest.raises(ValueError, match="eval"):
         models.fold_batchnorm(SkipBeforeNorm().train())
+
+
+def test_the_torch_free_name_lists_match_the_registry():
+    from models.names import MODEL_NAMES, WEIGHTS_NAMES
+
+    assert list(MODEL_NAMES) == models.list_models() and list(WEIGHTS_NAMES) == models.list_weights()
