@@ -8,6 +8,7 @@ import types
 import typing
 
 from pipeline.config import RANDOM_WEIGHTS, ConfigError, RunConfig, load_config
+from pipeline.quiet import quiet_ray
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[dict, str | None]:
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return refuse(exc)
     print(f"run {plan.run_id}: {config.model} ({plan.weights.name}) on {config.input} -> {config.output}", flush=True)
+    if not config.verbose:
+        print(f"Ray's own log lines go to {quiet_ray(plan.run_id)} (--verbose shows them here)", flush=True)
     if config.random_weights:
         print(f"warning: {RANDOM_WEIGHTS}", file=sys.stderr, flush=True)
     try:

@@ -131,6 +131,7 @@ class RunConfig(BaseModel):
     num_cpus: int | None = Field(
         None, gt=0, description="logical CPUs of a local Ray cluster; default this machine's cores + 1 (for I/O tasks)"
     )
+    verbose: bool = Field(False, description="show Ray's own log lines, warnings and per-stage progress here")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
     s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
     s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")

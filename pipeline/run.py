@@ -91,12 +91,16 @@ def _input_problem(config: RunConfig) -> str | None:
         return f"--input {uri}: cannot reach it ({type(exc).__name__}: {exc})"
 
 
-def actor_resources(config: RunConfig) -> dict:
+def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
     """Pool size and per-actor resources from what the cluster reports.
 
     On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
     decoding and writing: a pool that takes every CPU starves the read tasks.
     The whole pool starts at once unless GPU nodes must first be added by an autoscaler.
+
+    Args:
+        config: the run configuration (pool bounds, resources per actor).
+        inputs: inputs still to do, when known from the listing: the pool is no larger than their batches.
     """
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
@@ -107,6 +111,8 @@ def actor_resources(config: RunConfig) -> dict:
     else:
         largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
     size = min(config.actors_max or largest, largest)
+    if inputs is not None:  # a small run: no more actors than decode batches to give them
+        size = max(1, min(size, -(-inputs // config.decode_batch_size)))
     smallest = config.actors_min or (1 if num_gpus > 0 and gpus < num_gpus else size)
     return {
         "compute": ray.data.ActorPoolStrategy(min_size=min(smallest, size), max_size=size),
@@ -149,7 +155,8 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
         init_ray(config.ray_address, config.num_cpus)  # only now: a rerun with nothing new never starts Ray
         sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                              config.rows_per_file)  # fmt: skip
-        resources = actor_resources(config)
+        todo = None if listing is None else pc.sum(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py()
+        resources = actor_resources(config, todo)
         config = with_batch_size(config, resources["num_gpus"])
         segmented = segment_chain(config, plan, resources, committed, listing)
         segmented.write_datasink(sink)

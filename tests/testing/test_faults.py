@@ -51,6 +51,8 @@ def test_clean_run(clean):
     assert clean.errors == 0
     counts = {"rows": IMAGES, "ok": IMAGES, "errors": 0, "already_committed": 0, "retried": 0}
     assert clean.runs[-1]["counts"] == counts and clean.runs[-1]["complete"]
+    log = Path(clean.log).read_text(errors="replace")  # quiet: Ray's INFO, WARNING and warnings go to a file
+    assert "Ray's own log lines go to" in log and not re.search(r"\b(INFO|WARNING)\b|UserWarning", log), log
 
 
 def test_inference_actor_killed_mid_run(tmp_path, images):
