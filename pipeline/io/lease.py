@@ -125,5 +125,5 @@ def _create(fs, path: str, record: dict) -> bool:
 def _read(fs, path: str) -> dict | None:
     try:
         return json.loads(fs.cat_file(path))
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return None

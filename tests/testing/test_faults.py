@@ -124,18 +124,6 @@ def test_nightly_kills_over_a_growing_folder(tmp_path):
     assert [r["counts"]["rows"] for r in outcome.runs][-1] == 3  # the last run: the new images only
 
 
-def test_a_second_run_racing_the_first_is_refused(tmp_path, images):
-    outcome = chaos.racing_runs(tmp_path, images)
-    exactly_once(outcome)
-    assert "the second run exited 2, refused naming the first" in outcome.notes
-
-
-def test_half_uploaded_files_replaced_are_done_again(tmp_path, images):
-    outcome = chaos.replaced_files(tmp_path, images)
-    exactly_once(outcome)
-    assert outcome.errors == 0 and outcome.runs[-1]["counts"]["retried"] == 3
-
-
 def test_ids_and_file_names_never_become_paths(tmp_path, images, clean):
     for name in chaos.ODD_NAMES:  # files named with quotes, $(), #, %2e, spaces, unicode, glob characters
         assert clean.rows_by_source[os.path.abspath(images / name)][0] == "ok"
