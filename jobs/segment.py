@@ -44,10 +44,13 @@ def refuse(exc: ConfigError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     overrides, config_file = parse_args(argv)
+    try:
+        config = load_config(overrides, config_file)
+    except ConfigError as exc:
+        return refuse(exc)
     from pipeline.run import preflight, run  # torch and Ray load only once the arguments are good
 
     try:
-        config = load_config(overrides, config_file)
         plan = preflight(config)
     except ConfigError as exc:
         return refuse(exc)
