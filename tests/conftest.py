@@ -46,6 +46,27 @@ def _offline_torch_home(tmp_path_factory):
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
 
 
+@pytest.fixture
+def http_root(tmp_path):
+    """A local HTTP server over ``tmp_path/www``: ``(folder, base URL)`` (tests have no internet)."""
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path / "www", f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory):
     """A checkpoint of the CPU model whose scoring layers are random, so masks hold several classes."""

@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pytest
 from imagefiles import encode, rgb
 from PIL import Image
 
 from pipeline.config import RunConfig
 from pipeline.io.reading import fetch_uris, image_id, read_files, read_parquet_images
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """A local HTTP server over ``tmp_path/www`` (https:// and gs:// need the network; http:// is the same path)."""
-    (tmp_path / "www").mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield tmp_path / "www", f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def config(tmp_path, **extra) -> RunConfig:

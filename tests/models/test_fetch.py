@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
-import threading
 
 import pytest
 
@@ -15,26 +13,9 @@ from models.registry import WEIGHTS
 
 
 @pytest.fixture
-def server(tmp_path):
-    (tmp_path / "www").mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield tmp_path / "www", f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-@pytest.fixture
-def record(monkeypatch, server, tmp_path):
+def record(monkeypatch, http_root, tmp_path):
     """A registered checkpoint published on the local server, looked for in a fresh weights folder."""
-    www, url = server
+    www, url = http_root
     (www / "net.pth").write_bytes(b"the published checkpoint")
     digest = hashlib.sha256(b"the published checkpoint").hexdigest()
     monkeypatch.setenv("FCN_WEIGHTS_DIR", str(tmp_path / "weights"))
