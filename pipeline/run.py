@@ -26,9 +26,10 @@ from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
+from .pool import actor_resources, with_batch_size
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
-from .stages.segment import Segmenter, build_model, default_batch_size
+from .stages.segment import Segmenter, build_model
 
 DECODE_MEMORY_BYTES = 768 * 1024**2  # measured: 450-600 MiB per decode task of 16 photos
 
@@ -91,41 +92,6 @@ def _input_problem(config: RunConfig) -> str | None:
         return f"--input {uri}: cannot reach it ({type(exc).__name__}: {exc})"
 
 
-def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
-    """Pool size and per-actor resources from what the cluster reports.
-
-    On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
-    decoding and writing: a pool that takes every CPU starves the read tasks.
-    The whole pool starts at once unless GPU nodes must first be added by an autoscaler.
-
-    Args:
-        config: the run configuration (pool bounds, resources per actor).
-        inputs: inputs still to do, when known from the listing: the pool is no larger than their batches.
-    """
-    resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
-    num_gpus = config.num_gpus if config.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
-    if num_gpus > 0:
-        # an autoscaling cluster may have no GPU node yet: ask for actors_max and let it scale up
-        largest = int(gpus // num_gpus) or config.actors_max or 1
-    else:
-        largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
-    size = min(config.actors_max or largest, largest)
-    if inputs is not None:  # a small run: no more actors than decode batches to give them
-        size = max(1, min(size, -(-inputs // config.decode_batch_size)))
-    smallest = config.actors_min or (1 if num_gpus > 0 and gpus < num_gpus else size)
-    return {
-        "compute": ray.data.ActorPoolStrategy(min_size=min(smallest, size), max_size=size),
-        "num_gpus": num_gpus,
-        "num_cpus": config.cpus_per_actor,
-    }
-
-
-def with_batch_size(config: RunConfig, num_gpus: float) -> RunConfig:
-    """``--batch-size``, or the default for the pool's device."""
-    return config if config.batch_size else config.model_copy(update={"batch_size": default_batch_size(num_gpus > 0)})
-
-
 def run(config: RunConfig, plan: Plan | None = None) -> dict:
     """Segment every input of ``config`` and return the manifest written for this run.
 
@@ -151,11 +117,11 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
     # the manifest says at once that a run started and has not finished: a killed run stays "complete": false
     write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
     results, segmented = [], None
-    if listing is None or pc.any(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py():
+    todo = None if listing is None else pc.sum(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py() or 0
+    if todo is None or todo > 0:
         init_ray(config.ray_address, config.num_cpus)  # only now: a rerun with nothing new never starts Ray
         sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                              config.rows_per_file)  # fmt: skip
-        todo = None if listing is None else pc.sum(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py()
         resources = actor_resources(config, todo)
         config = with_batch_size(config, resources["num_gpus"])
         segmented = segment_chain(config, plan, resources, committed, listing)

@@ -1,0 +1,44 @@
+"""The inference pool's size and resources, from what the cluster reports and what the run has to do."""
+
+from __future__ import annotations
+
+import ray
+import ray.data
+
+from .config import RunConfig
+from .stages.segment import default_batch_size
+
+
+def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
+    """Pool size and per-actor resources from what the cluster reports.
+
+    On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
+    decoding and writing: a pool that takes every CPU starves the read tasks.
+    The whole pool starts at once unless GPU nodes must first be added by an autoscaler.
+
+    Args:
+        config: the run configuration (pool bounds, resources per actor).
+        inputs: inputs still to do, when known from the listing: the pool is no larger than their batches.
+    """
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    num_gpus = config.num_gpus if config.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
+    if num_gpus > 0:
+        # an autoscaling cluster may have no GPU node yet: ask for actors_max and let it scale up
+        largest = int(gpus // num_gpus) or config.actors_max or 1
+    else:
+        largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
+    size = min(config.actors_max or largest, largest)
+    if inputs is not None:  # a small run: no more actors than decode batches to give them
+        size = max(1, min(size, -(-inputs // config.decode_batch_size)))
+    smallest = config.actors_min or (1 if num_gpus > 0 and gpus < num_gpus else size)
+    return {
+        "compute": ray.data.ActorPoolStrategy(min_size=min(smallest, size), max_size=size),
+        "num_gpus": num_gpus,
+        "num_cpus": config.cpus_per_actor,
+    }
+
+
+def with_batch_size(config: RunConfig, num_gpus: float) -> RunConfig:
+    """``--batch-size``, or the default for the pool's device."""
+    return config if config.batch_size else config.model_copy(update={"batch_size": default_batch_size(num_gpus > 0)})
