@@ -63,13 +63,17 @@ def check_compatible(fs: pafs.FileSystem, root: str, mode: str, run: RunInfo) ->
         meta = read_metadata(pq.read_schema(path, filesystem=fs).metadata)
         theirs = tuple(meta.get(k, "") for k in keys)
         if theirs != ours:
-            said = ", ".join(f"{k.removeprefix('fcn.')} {v or '(random)'}" for k, v in zip(keys, theirs, strict=True))
-            wanted = ", ".join(f"{k.removeprefix('fcn.')} {v or '(random)'}" for k, v in zip(keys, ours, strict=True))
+            name = path.rsplit("/", 1)[-1]
             raise OutputError(
-                f"--output {root} holds masks of {said} ({path.rsplit('/', 1)[-1]}); this run has {wanted}. "
+                f"--output {root} holds masks of {_provenance(keys, theirs)} ({name}); "
+                f"this run has {_provenance(keys, ours)}. "
                 "Resume only with the same model, weights and classes: use another --output, "
                 "or --mode overwrite to replace the table"
             )
+
+
+def _provenance(keys: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ", ".join(f"{k.removeprefix('fcn.')} {v or '(random)'}" for k, v in zip(keys, values, strict=True))
 
 
 def table_totals(fs: pafs.FileSystem, root: str) -> dict:
