@@ -41,6 +41,7 @@ class Raster:
     frame: int | None = None
     crs: str | None = None
     geotransform: tuple[float, ...] | None = None
+    size: tuple[int, int] | None = None  # the source's (height, width) where ``rgb`` was decoded smaller
 
 
 def is_tiff(blob: bytes) -> bool:

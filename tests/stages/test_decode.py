@@ -69,3 +69,28 @@ def test_fully_transparent_pixels_are_no_data_whatever_colour_lies_under_them():
     assert np.array_equal(out["valid"][2], index != index[0, 0])
     kept = decode_batch(batch(*blobs), resize=None, max_pixels=10**6, options=RasterOptions(transparent_nodata=False))
     assert all(v.shape == (1, 1) and v.all() for v in kept["valid"])  # --keep-transparent: every pixel counts
+
+
+def test_a_large_jpeg_fed_small_is_decoded_at_reduced_scale_and_keeps_its_source_size(monkeypatch):
+    from PIL import JpegImagePlugin
+
+    from pipeline.loop.scenes import make_scene
+
+    scales = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda im, *a: scales.append(draft(im, *a)[1]))
+
+    scene = make_scene(3, 1000, 1400)[0]  # smooth regions, as photos are
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait: the mask is 1400 x 1000
+    stored = io.BytesIO()
+    Image.fromarray(scene).save(stored, "JPEG", quality=95, exif=exif)
+    out = decode_batch(batch(stored.getvalue()), resize=120, max_pixels=10**8)
+    assert out["error"][0] is None
+    assert scales == [(0, 0, 1400 // 8, 1000 // 8)]  # decoded at 1/8: still above the fed size
+    assert (out["height"][0], out["width"][0]) == (1400, 1000)  # the source's size, rotated
+    fed = out["image"][0]
+    assert fed.shape == (168, 120, 3)  # the shorter side at 120, from the source's size
+    # against the full decode, resized the same way: libjpeg's 1/8 scale is a box filter, close to it
+    full = np.asarray(Image.fromarray(np.rot90(scene, k=-1).copy()).resize((120, 168), Image.Resampling.BILINEAR))
+    assert np.abs(fed.astype(int) - full.astype(int)).mean() < 6
