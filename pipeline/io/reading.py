@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..config import RunConfig
+from ..probe import probed
 from .schema import parquet_image_tag
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
@@ -51,6 +52,7 @@ def read_bounded(open_file: Callable, source: str, max_bytes: int, missing: str)
     return data, None
 
 
+@probed("read")
 def read_files(batch: pa.Table, config: RunConfig, scheme: str) -> pa.Table:
     """Read each listed file; one removed, forbidden or too large since listing becomes its error row."""
     # through fsspec, not pyarrow's FSSpecHandler: that one asks isfile() first and reports a 403 as missing
@@ -77,6 +79,7 @@ def open_uri(uri: str, config: RunConfig):
     return open(local_path(uri), "rb")
 
 
+@probed("read")
 def fetch_uris(batch: pa.Table, config: RunConfig, committed: pa.Array) -> pa.Table:
     """Read each listed URI not yet committed, several at once; any failure is that URI's error row."""
     column = next((c for c in (*URI_COLUMNS, "text") if c in batch.column_names), batch.column_names[0])

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from ..probe import probe
 from ..rows import reasons, strings
 from .schema import MASKS_SCHEMA, STATS_SCHEMA, RunInfo
 
@@ -92,7 +93,11 @@ class MaskTableSink(Datasink[dict]):
         # a column that is all null in one block is typed null there and string (or list) in the
         # next: promote instead of refusing the write
         table = pa.concat_tables(parts, promote_options="permissive")
-        batch = BlockAccessor.for_block(table).to_batch_format("numpy")
+        with probe("write", table.num_rows):
+            return self._commit(BlockAccessor.for_block(table).to_batch_format("numpy"))
+
+    def _commit(self, batch: dict[str, np.ndarray]) -> dict:
+        """Stage both tables of ``batch``, then move them into place (class_stats first, masks last)."""
         masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
         # named by content: a retried write task rewrites the same file instead of adding a twin
         digest = hashlib.sha256("\n".join(sorted(batch["image_id"].tolist())).encode()).hexdigest()[:16]

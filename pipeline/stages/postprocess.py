@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..probe import probed
 from ..rows import reasons
 
 
@@ -23,6 +24,7 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
+@probed("finish")
 def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class)."""
     errors = reasons(batch["error"])
