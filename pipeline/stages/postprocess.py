@@ -14,7 +14,7 @@ from ..rows import reasons
 
 def encode_png(mask: np.ndarray) -> bytes:
     """Lossless PNG whose pixel value is the class id (8-bit, or 16-bit above 256 classes)."""
-    image = Image.fromarray(mask.astype(np.uint16), mode="I;16") if mask.dtype != np.uint8 else Image.fromarray(mask)
+    image = Image.fromarray(mask if mask.dtype == np.uint8 else mask.astype(np.uint16))  # mode L or I;16
     buffer = io.BytesIO()
     # run-length zlib at level 1: class maps are long runs; measured here against level 6, the default,
     # on 512-px and 12 MP masks it is 2x faster (3.2 vs 6.3 ms, 65 vs 124 ms) and 10-15% smaller
