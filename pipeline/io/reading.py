@@ -128,12 +128,13 @@ def image_column_problem(schema: pa.Schema, image_column: str, id_column: str | 
     return None
 
 
-def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
+def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str, committed: pa.Array | None = None):
     """Rows of each Parquet file, one row group at a time, each tagged with its row number in the file.
 
     The row number makes every row's source (``file.parquet#row-17/inner/path.png``) and id unique
     even where a ``{bytes, path}`` column repeats its path, and stable while the file is unchanged.
-    A file that cannot be read becomes one error row naming it.
+    A file that cannot be read becomes one error row naming it. Rows whose id is in ``committed``
+    (resume) are left out, and a row group with nothing left is skipped before its image bytes are read.
     """
     fs, _ = arrow_fs(config.input, config)
     columns = [config.image_column] + ([config.id_column] if config.id_column else [])
@@ -151,9 +152,32 @@ def read_parquet_images(batch: pa.Table, config: RunConfig, scheme: str):
             continue
         first = 0
         for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=columns)
-            yield from_parquet(table, first, f"{scheme}{file}", config.image_column, config.id_column)
-            first += table.num_rows
+            rows = parquet.metadata.row_group(group).num_rows
+            resuming = committed is not None and len(committed)
+            todo = _uncommitted(parquet, group, first, config, f"{scheme}{file}", committed) if resuming else None
+            if todo is None or pc.any(todo).as_py():
+                table = parquet.read_row_group(group, columns=columns)
+                rows_out = from_parquet(table, first, f"{scheme}{file}", config.image_column, config.id_column)
+                yield rows_out if todo is None else rows_out.filter(todo)
+            first += rows
+
+
+def _uncommitted(
+    parquet: pq.ParquetFile, group: int, first: int, config: RunConfig, file: str, committed: pa.Array
+) -> pa.Array:
+    """Which rows of a row group are not committed yet, from its ids alone (no image bytes read)."""
+    column = parquet.schema_arrow.field(config.image_column).type
+    keys = [config.id_column] if config.id_column else []
+    if not keys and pa.types.is_struct(column) and "path" in column.names:
+        keys = [f"{config.image_column}.path"]  # the inner path is part of the source, hence of the id
+    table = parquet.read_row_group(group, columns=keys) if keys else None
+    if config.id_column:
+        ids = [str(v) for v in table[config.id_column].to_pylist()]
+    else:
+        rows = parquet.metadata.row_group(group).num_rows
+        inner = pc.struct_field(table[config.image_column], "path").to_pylist() if keys else [None] * rows
+        ids = [image_id(f"{file}#{parquet_image_tag(first + i, p)}") for i, p in enumerate(inner)]
+    return pc.invert(pc.is_in(pa.array(ids, pa.string()), value_set=committed))
 
 
 def from_parquet(table: pa.Table, first: int, file: str, image_column: str, id_column: str | None) -> pa.Table:

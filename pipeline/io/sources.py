@@ -73,8 +73,7 @@ def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listin
     Args:
         config: the run configuration (``input``, its format and S3 settings).
         skip: image ids already committed (resume). Their inputs are left out before their bytes are
-            read where the id is known first (files, manifests); Parquet rows come with their bytes
-            and are dropped right after reading.
+            read (files and manifests by their URI; Parquet row groups by their ids or row numbers).
         listing: the folder source's ``list_inputs``, when the caller listed it already.
     """
     skip = skip if skip is not None else pa.array([], pa.string())
@@ -96,11 +95,9 @@ def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listin
         files = [i.path for i in list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])]
         if not files:
             raise ConfigError([f"--input {config.input}: no Parquet files in it; check the path"])
-        kwargs = {"config": config, "scheme": scheme}
+        kwargs = {"config": config, "scheme": scheme, "committed": skip}
         ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
         ds = ds.map_batches(read_parquet_images, batch_size=1, fn_kwargs=kwargs, batch_format="pyarrow")
-        if len(skip):
-            ds = ds.map_batches(drop_committed, fn_kwargs={"committed": skip}, batch_format="pyarrow")
     else:
         ds = read_manifest(path, fs, config)
         ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config, "committed": skip}, batch_format="pyarrow")
@@ -155,8 +152,3 @@ def read_manifest(path: str, fs, config: RunConfig) -> ray.data.Dataset:
     if lowered.endswith((".txt", ".lst")):
         return ray.data.read_text(path, filesystem=fs, drop_empty_lines=True)
     return ray.data.read_parquet(path, filesystem=fs)
-
-
-def drop_committed(batch: pa.Table, committed: pa.Array) -> pa.Table:
-    """Resume: leave out rows whose image_id is already in ``masks/``."""
-    return batch.filter(pc.invert(pc.is_in(batch["image_id"], value_set=committed)))

@@ -90,3 +90,37 @@ def test_an_s3_object_that_answers_403_is_its_error_row(tmp_path, s3_bucket, s3_
     secret = rows[f"s3://{s3_bucket}/images/secret.png"]
     assert secret["status"] == "error" and "cannot read" in secret["error"] and "permissions" in secret["error"]
     assert [rows[f"s3://{s3_bucket}/images/{n}"]["status"] for n in ("a.png", "b.png")] == ["ok", "ok"]
+
+
+def test_resume_skips_committed_parquet_row_groups_before_reading_their_bytes(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+    import pytest
+
+    png = encode(Image.fromarray(rgb(8, 8, 0)), "PNG")
+    images = pa.array([{"bytes": png, "path": f"in/{i % 2}.png"} for i in range(9)])  # paths repeat
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"image": images, "key": [f"k{i}" for i in range(9)]}), tmp_path / "pq" / "a.parquet",
+                   row_group_size=3)  # fmt: skip
+    file = str(tmp_path / "pq" / "a.parquet")
+    read = []
+    original = pq.ParquetFile.read_row_group
+
+    def spy(self, group, columns=None):
+        read.append((group, tuple(columns)))
+        return original(self, group, columns)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    for id_column in (None, "key"):
+        run = config(tmp_path / "pq", image_column="image", id_column=id_column)
+        everything = pa.concat_tables(read_parquet_images(pa.table({"path": [file]}), run, ""))
+        ids = everything["image_id"].to_pylist()
+        assert len(set(ids)) == 9 and (id_column is None or ids == [f"k{i}" for i in range(9)])
+        read.clear()
+        committed = pa.array(ids[:4], pa.string())  # all of row group 0, the first row of group 1
+        rest = pa.concat_tables(read_parquet_images(pa.table({"path": [file]}), run, "", committed))
+        assert rest["image_id"].to_pylist() == ids[4:]
+        full = ("image", "key") if id_column else ("image",)
+        assert (0, full) not in read and (1, full) in read and (2, full) in read  # group 0: ids only
+        assert all(columns != full for group, columns in read if group == 0)
+    with pytest.raises(StopIteration):  # all committed: nothing at all
+        next(iter(read_parquet_images(pa.table({"path": [file]}), run, "", pa.array(ids, pa.string()))))
