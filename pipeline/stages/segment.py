@@ -9,16 +9,17 @@ import numpy as np
 import ray
 import torch
 from PIL import Image
-from torch.nn import functional as F
 
 import models
 
 from ..config import RunConfig
 from ..formats.jpeg import decode_jpegs, resize_on_device
 from ..formats.rasters import RasterOptions
+from ..probe import model_work, probe
 from ..rows import reasons
 from .decode import decode_frames, describe_decode_error, resize_shorter
 from .tiles import needs_tiles, segment_tiled
+from .upsample import strip_budget, top_class_strips
 
 
 def pick_device(requested: str) -> torch.device:
@@ -89,8 +90,13 @@ class Segmenter:
         self.tile, self.overlap = config.tile_size, config.tile_overlap
         self.batch_size = config.batch_size or default_batch_size(self.device.type == "cuda")
         self.resize, self.max_pixels = resize, config.max_pixels
+        self.probed: dict = {}  # this batch's model-work figures (``pipeline.probe``)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with probe("segment", len(batch["image_id"])) as self.probed:
+            return self.call(batch)
+
+    def call(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = len(batch["image_id"])
         masks = np.empty(rows, dtype=object)
         pixels = np.zeros((rows, self.num_classes), np.int64)
@@ -118,7 +124,8 @@ class Segmenter:
                         masks[i] = result[0][j]
                     pixels[part], confidence[part] = result[1], result[2]
             for i in tiled:
-                masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
+                with model_work(self.probed, self.synchronize):
+                    masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
         keep = ("image_id", "source", "source_version", "frame", "crs", "geotransform")
         out = {**{k: batch[k] for k in keep}, "height": heights, "width": widths}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
@@ -144,6 +151,10 @@ class Segmenter:
                 errors[i] = describe_decode_error(exc)
         return any(errors[i] is not None for i in index)
 
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     @staticmethod
     def valid(batch: dict[str, np.ndarray], i: int) -> np.ndarray | None:
         valid = batch["valid"][i]  # a 1x1 True placeholder when every pixel is valid
@@ -156,7 +167,9 @@ class Segmenter:
         """
         try:
             stack = stack_images([images[i] for i in index], self.device)
-            yield index, self.segment(stack, height, width, valid[: len(index)])
+            with model_work(self.probed, self.synchronize):
+                result = self.segment(stack, height, width, valid[: len(index)])
+            yield index, result
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if len(index) == 1:
@@ -166,39 +179,60 @@ class Segmenter:
             yield from self.segment_fitting(images, index[:half], height, width, valid[:half])
             yield from self.segment_fitting(images, index[half:], height, width, valid[half:])
 
-    def forward(
-        self, images: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[N, h, w, 3]`` uint8 -> ``(class [N, H, W], probability of it)``, at ``size`` if given."""
+    def logits(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``[N, h, w, 3]`` uint8 -> float32 logits ``[N, C, h, w]`` at the fed size."""
         x = self.meta.normalise(torch.as_tensor(images).to(self.device, non_blocking=True))
         amp = torch.autocast("cuda", dtype=self.amp) if self.amp else contextlib.nullcontext()
         with amp:
             logits = self.model(x)
-        logits = logits.float()
-        if size and logits.shape[-2:] != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        # softmax probability of the top class, 1 / sum(exp(logit - top)), without a softmax tensor
-        top, classes = logits.max(dim=1)
-        prob = logits.sub_(top.unsqueeze(1)).exp_().sum(dim=1).reciprocal_()
+        return logits.float()
+
+    def forward(
+        self, images: np.ndarray | torch.Tensor, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N, h, w, 3]`` uint8 -> ``(class [N, H, W], probability of it)``, at ``size`` if given.
+
+        Built strip by strip, so the upsampled logits (``C x H x W`` floats) never exist at once.
+        """
+        logits = self.logits(images)
+        n, _, h, w = logits.shape
+        height, width = size or (h, w)
+        classes = torch.empty((n, height, width), dtype=torch.int64, device=logits.device)
+        prob = torch.empty((n, height, width), dtype=torch.float32, device=logits.device)
+        for y0, y1, top, p in top_class_strips(logits, (height, width), strip_budget(logits.device)):
+            classes[:, y0:y1], prob[:, y0:y1] = top, p
         return classes, prob
 
     def segment(self, images: torch.Tensor, height: int, width: int, valid: list):
-        """Masks ``[N, height, width]`` (255 where not valid), pixel counts and confidence sums ``[N, C]``."""
-        mask, prob = self.forward(images, (height, width))
-        n, c = len(images), self.num_classes
-        flat = mask + torch.arange(n, device=mask.device).view(n, 1, 1) * c
-        keep = None  # the common case, every pixel valid, skips the boolean indexing
+        """Masks ``[N, height, width]`` (255 where not valid), pixel counts and confidence sums ``[N, C]``.
+
+        The model runs once; the mask and the tallies are then filled a strip of rows at a time,
+        so neither the upsampled logits nor a full-size probability ever exist.
+        """
+        logits = self.logits(images)
+        n, c, device = len(images), self.num_classes, logits.device
+        mask = torch.empty((n, height, width), dtype=torch.uint8 if c < 256 else torch.int32, device=device)
+        # one bin past the last image's classes takes the pixels left out, then is dropped
+        counts = torch.zeros(n * c + 1, dtype=torch.int64, device=device)
+        conf = torch.zeros(n * c + 1, dtype=torch.float64, device=device)
+        keep = None  # the common case, every pixel valid, skips the masking
         if any(v is not None for v in valid):
-            keep = torch.ones_like(mask, dtype=torch.bool)
+            keep = torch.ones((n, height, width), dtype=torch.bool, device=device)
             for j, v in enumerate(valid):
                 if v is not None:
-                    keep[j] = torch.from_numpy(v).to(mask.device)
-            flat, prob = flat[keep], prob[keep]
-            mask = mask.masked_fill(~keep, 255)
-        counts = torch.bincount(flat.flatten(), minlength=n * c).view(n, c)
-        conf = torch.bincount(flat.flatten(), weights=prob.flatten().double(), minlength=n * c).view(n, c)
-        mask = mask.to(torch.uint8 if c < 256 else torch.int32)
-        return mask.cpu().numpy(), counts.cpu().numpy(), conf.cpu().numpy()
+                    keep[j] = torch.from_numpy(v).to(device)
+        offset = torch.arange(n, device=device).view(n, 1, 1) * c
+        for y0, y1, classes, prob in top_class_strips(logits, (height, width), strip_budget(device)):
+            flat = classes + offset
+            if keep is not None:
+                outside = ~keep[:, y0:y1]
+                flat.masked_fill_(outside, n * c)
+                classes.masked_fill_(outside, 255)
+            mask[:, y0:y1] = classes
+            counts += torch.bincount(flat.view(-1), minlength=n * c + 1)
+            conf += torch.bincount(flat.view(-1), weights=prob.view(-1).double(), minlength=n * c + 1)
+        counts, conf = counts[:-1], conf[:-1]
+        return mask.cpu().numpy(), counts.view(n, c).cpu().numpy(), conf.view(n, c).cpu().numpy()
 
     def segment_huge(self, batch: dict[str, np.ndarray], i: int):
         """One image larger than a tile: overlap-tile segmentation, then back to the source size."""
