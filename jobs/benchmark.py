@@ -42,11 +42,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="FIELD=VALUE[,FIELD=VALUE]",
-        help="run (c) again with these changes, e.g. jpeg_decode=tasks or num_gpus=0.5 (repeatable)",
+        help="run (c) again with these changes (benchmark fields or the job's options), e.g. jpeg_decode=tasks, "
+        "num_gpus=0.5, calls_per_actor=2 (repeatable)",
     )
-    parser.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported")
     parser.add_argument(
-        "--scale", type=int, default=4, help="also run (c) on this x N images: steady-state rate, memory; 1 = off"
+        "--reps", type=int, default=3, help="repetitions of (a), (b), (c), interleaved; min, median, max reported"
+    )
+    parser.add_argument(
+        "--scale", type=int, default=1, help="also run (c) once on this x N images: peak memory at both; 1 = off"
     )
     parser.add_argument("--huge", type=int, default=0, help="only: one image of this side through the job, in tiles")
     parser.add_argument("--tile-size", type=int, default=1024, help="tile side for --huge")
@@ -57,6 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--actor-parts", action="store_true", help="only: ms per batch of each part of the inference actor's work"
     )
+    parser.add_argument(
+        "--photos", type=int, default=0, metavar="N",
+        help="only: N photos of 3, 12 and 48 MP at --resize 520 through the job: the inference actor's time "
+        "against the same photos stored at the fed size, and its peak memory",
+    )  # fmt: skip
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -97,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         result = {"actor_parts_ms_per_batch": actor_breakdown(bench, paths)}
         for name, ms in result["actor_parts_ms_per_batch"].items():
             print(f"{name:<24}{ms:9.1f} ms per batch of {args.batch_size} ({args.model}, {args.size} px)")
+    elif args.photos:
+        from pipeline.bench.photos import photos
+
+        bench = bench_config(args, size=0, images=args.photos, reps=1, scale=1)
+        result = photos(bench, args.photos, log=lambda line: print(line, flush=True))
+        for label, run in result["runs"].items():
+            task, call, model = (run[f"actor_{k}_seconds"] for k in ("task", "call", "model"))
+            peak = run["actor_peak_bytes"] / 2**20
+            print(f"{label:<29} actor task {task:.1f} s, call {call:.1f} s, model {model:.1f} s, peak {peak:.0f} MiB")
+        task, call = (result[f"actor_{k}_seconds_12mp_over_fed"] for k in ("task", "call"))
+        print(f"12 MP / fed size: actor task time x{task:.2f}, call time x{call:.2f}")
     elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")
@@ -141,18 +160,56 @@ def batch_sweep(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
 
 
 def print_summary(result: dict) -> None:
-    a, b = result["model_alone_images_per_second"], result["plain_loop_images_per_second"]
-    print(f"(a) model alone               {a:8.2f} images/s{gpu_note(result['gpu_model_alone'])}")
-    print(f"(b) plain loop                {b:8.2f} images/s{gpu_note(result['gpu_plain_loop'])}")
-    print_pipeline(result, result["config"]["images"])
-    for label, figures in result["variants"].items():
-        print(f"--- (c) again with {label}")
-        print_pipeline(figures, result["config"]["images"])
+    """Every figure as median (min - max) over the repetitions, (c) and each variant of it."""
+    reps = len(result["reps"])
+    print(f"--- {reps} repetitions of (a), (b), (c) interleaved; median (min - max)")
+    for label, figures in result["figures"].items():
+        print(f"--- (c) = {label}" if label != "pipeline" else "--- (c) = the pipeline as configured")
+        for name, unit in FIGURES:
+            if figures.get(name):
+                print(f"{name:<36}{show(figures[name], unit)}")
+        for stage, spread in (figures.get("feed_ms_per_image") or {}).items():
+            print(f"  CPU-ms per image, {stage:<22}{show(spread, '')}")
+        if figures.get("c_over_b_steady_spread") is not None:
+            print(f"steady c/b spread (max - min) / median: {figures['c_over_b_steady_spread']:.1%}")
+    gpu = result["reps"][0]
+    if gpu["gpu_a"]:
+        print(f"(a) GPU:{gpu_note(gpu['gpu_a'])}\n(b) GPU:{gpu_note(gpu['gpu_b'])}")
+        print(f"(c) GPU:{gpu_note(gpu['c']['pipeline']['gpu'])}")
+    scale = result.get("memory_scale")
+    if scale:
+        small, large = scale["images"]
+        print(f"peak memory at {large} vs {small} images: ", end="")
+        print(f"Ray workers x{scale['workers_ratio']:.2f}, driver x{scale['driver_ratio']:.2f}")
+    stages = result["reps"][-1]["c"]["pipeline"]["stage_seconds"]
+    print("task time by stage, last (c) (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     if result["device"] != "cpu":
         print(f"Ray Data's published ResNet-50 batch inference: about {RAY_DATA_T4} images/s per T4 GPU (10 TB scale)")
 
 
+FIGURES = (
+    ("a_images_per_second", "images/s"),
+    ("b_images_per_second", "images/s"),
+    ("c_images_per_second", "images/s end to end"),
+    ("c_steady_images_per_second", "images/s, 10th-90th percentile of rows"),
+    ("c_over_b_end_to_end", ""),
+    ("c_over_a_end_to_end", ""),
+    ("c_over_b_steady", ""),
+    ("c_over_a_steady", ""),
+    ("first_mask_seconds", "s after Ray is up"),
+    ("actor_overhead_per_call", "(actor task time - __call__) / __call__"),
+    ("cpus_per_gpu_at_model_alone_rate", "CPUs at the last GPU run's (a) rate"),
+    ("peak_workers_bytes", "bytes, Ray workers (sum)"),
+    ("peak_driver_bytes", "bytes, driver"),
+)
 RAY_DATA_T4 = 290  # images/s per T4: Ray Data's published ResNet-50 batch inference at 10 TB scale
+
+
+def show(spread: dict, unit: str) -> str:
+    low, mid, high = spread["min"], spread["median"], spread["max"]
+    if mid >= 1e6:
+        return f"{mid / 2**20:9.0f} MiB ({low / 2**20:.0f} - {high / 2**20:.0f})"
+    return f"{mid:9.3f} ({low:.3f} - {high:.3f}) {unit}"
 
 
 def gpu_note(gpu: dict | None) -> str:
@@ -161,29 +218,6 @@ def gpu_note(gpu: dict | None) -> str:
         return ""
     busy, active, peak = (gpu[k] for k in ("busy_percent", "busy_percent_active", "peak_memory_mib"))
     return f"   GPU busy {busy:.1f}% ({active:.1f}% first to last kernel), peak {peak:.0f} MiB"
-
-
-def print_pipeline(figures: dict, images: int) -> None:
-    mib = 1 << 20
-    for count, run in figures["pipeline_runs"].items():
-        rate = run["images_per_second"]
-        print(f"(c) pipeline, {count:>5} images   {rate:8.2f} images/s end to end{gpu_note(run['gpu'])}")
-    print(f"end to end on {images} images: c/a = {figures['c_over_a']:.3f}   c/b = {figures['c_over_b']:.3f}")
-    steady = figures.get("steady_state")
-    if steady:
-        small, large = steady["images"]
-        if steady["pipeline_images_per_second"] is None:
-            print(f"(c) steady state: not measurable, {large} images took no longer than {small}; use more images")
-        else:
-            print(f"(c) steady state              {steady['pipeline_images_per_second']:8.2f} images/s ", end="")
-            print(f"({large - small} more images over the extra seconds; start-up {steady['startup_seconds']:.1f} s)")
-            print(f"steady state: c/a = {steady['c_over_a']:.3f}   c/b = {steady['c_over_b']:.3f}")
-        print(f"peak memory at {large} vs {small} images: ", end="")
-        print(f"workers x{steady['workers_memory_ratio']:.2f}, driver x{steady['driver_memory_ratio']:.2f}")
-    print(f"peak memory ({images} images): driver {figures['pipeline_peak_driver_bytes'] / mib:.0f} MiB, ", end="")
-    print(f"Ray workers (sum) {figures['pipeline_peak_workers_bytes'] / mib:.0f} MiB")
-    stages = figures["pipeline_stage_seconds"]
-    print("task time by stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
 
 
 if __name__ == "__main__":

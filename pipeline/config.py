@@ -90,6 +90,9 @@ class RunConfig(BaseModel):
         None, ge=0, description="GPUs per inference actor (fractions allowed); default 1 if the cluster has GPUs"
     )
     cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved per inference actor")
+    calls_per_actor: int = Field(
+        1, ge=1, description="batches each inference actor takes at once: Ray's batching overlaps the model's work"
+    )
     threads: int | None = Field(None, gt=0, description="torch threads per CPU actor; default its reserved CPUs")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device; auto: CUDA when present")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

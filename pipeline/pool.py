@@ -33,7 +33,11 @@ def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
         size = max(1, min(size, -(-inputs // config.decode_batch_size)))
     smallest = config.actors_min or (1 if num_gpus > 0 and gpus < num_gpus else size)
     return {
-        "compute": ray.data.ActorPoolStrategy(min_size=min(smallest, size), max_size=size),
+        # several calls per actor: Ray's per-batch work (batching, serialising) runs beside the model,
+        # whose calls still run one at a time (``enable_true_multi_threading`` stays off)
+        "compute": ray.data.ActorPoolStrategy(
+            min_size=min(smallest, size), max_size=size, max_concurrent_calls_per_actor=config.calls_per_actor
+        ),
         "num_gpus": num_gpus,
         "num_cpus": config.cpus_per_actor,
     }

@@ -32,6 +32,9 @@ from .stages.postprocess import finish_batch
 from .stages.segment import Segmenter, build_model
 
 DECODE_MEMORY_BYTES = 768 * 1024**2  # measured: 450-600 MiB per decode task of 16 photos
+# encoding asks for less CPU than writing, so Ray does not fuse it into the write tasks: those wait for
+# --rows-per-file rows, and fused, every mask would wait there decoded (12 MB each at 12 MP) until then
+FINISH_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def segment_chain(
         batch_size=config.batch_size,
         batch_format="numpy",
         **resources,
-    ).map_batches(finish_batch, batch_format="numpy")
+    ).map_batches(finish_batch, batch_format="numpy", num_cpus=FINISH_CPUS)
 
 
 def run_record(

@@ -76,12 +76,16 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture
-def ray_local(s3_endpoint):
+def ray_local(s3_endpoint, tmp_path_factory):
     """One local Ray cluster for the session (started after the S3 environment is set, so
-    workers inherit it); a test that shut Ray down for its own cluster gets a fresh one."""
+    workers inherit it); a test that shut Ray down for its own cluster gets a fresh one.
+    The stages' timing records (``pipeline.probe``) are on, as the benchmark turns them on."""
     import ray
 
+    from pipeline.probe import ENV
+
     if not ray.is_initialized():
+        os.environ.setdefault(ENV, str(tmp_path_factory.mktemp("probes")))
         # 3 logical CPUs on a 2-core machine: the inference actor takes one, reading and
         # decoding keep the others, so the read tasks never starve.
         ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)

@@ -6,7 +6,7 @@ Both the baselines (a, b) and the pipeline measurement (c) import from here, nev
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -34,6 +34,7 @@ class BenchConfig:
         workdir: where inputs and outputs go.
         device, precision: ``auto|cpu|cuda`` and the CUDA autocast dtype, in all three.
         jpeg_decode, num_gpus: the job's ``--jpeg-decode`` and ``--num-gpus`` for (c).
+        run_options: any other ``RunConfig`` fields for (c), e.g. ``{"calls_per_actor": 2}``.
     """
 
     model: str
@@ -51,6 +52,7 @@ class BenchConfig:
     precision: str = "auto"
     jpeg_decode: str = "auto"
     num_gpus: float | None = None
+    run_options: dict = field(default_factory=dict)
 
 
 def make_inputs(folder: Path, count: int, size: int) -> list[Path]:

@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import os
 import shutil
 import statistics
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 import psutil
 
 from ..cluster import init_ray
 from ..config import RunConfig
+from ..probe import ENV, read_records
 from ..run import preflight, run
 
 
 class PeakMemory:
-    """Samples resident memory of this process and of its children (the local Ray cluster) in a thread."""
+    """Samples resident memory and CPU time of this process and of its children (the local Ray cluster).
+
+    Memory: the peak of this process (``driver``) and of the sum of its children (``workers``).
+    CPU: every ``interval`` the user+system seconds each process has used since sampling began, by
+    group (``driver``; ``workers``: Ray worker processes, named ``ray::...``; ``ray``: Ray's own
+    processes; ``sampler``: nvidia-smi) and by worker pid; a process that exits keeps its last figure.
+    The sampling thread's own CPU is left out of ``driver``.
+    """
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval, self.driver, self.workers = interval, 0, 0
+        self.peak_by_pid: dict[int, int] = {}  # each child's own peak resident memory
+        # (time.time(), cumulative CPU seconds by group and by worker pid)
+        self.cpu_series: list[tuple[float, dict]] = []
+        self._base: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def __enter__(self) -> PeakMemory:
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:  # what ran before sampling is not this run's
+            with contextlib.suppress(psutil.Error):
+                self._base[proc.pid] = _cpu_seconds(proc)
         self._thread.start()
         return self
 
@@ -33,15 +53,56 @@ class PeakMemory:
         self._thread.join()
 
     def _sample(self) -> None:
-        me = psutil.Process()
+        me, own = psutil.Process(), time.thread_time()
         while not self._stop.is_set():
             self.driver = max(self.driver, me.memory_info().rss)
             total = 0
-            for child in me.children(recursive=True):  # this driver's own local Ray cluster
+            for proc in [me, *me.children(recursive=True)]:  # this driver's own local Ray cluster
                 with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
+                    if proc.pid != me.pid:
+                        rss = proc.memory_info().rss
+                        total += rss
+                        self.peak_by_pid[proc.pid] = max(rss, self.peak_by_pid.get(proc.pid, 0))
+                    cpu = _cpu_seconds(proc) - self._base.get(proc.pid, 0.0)
+                    group = "driver" if proc.pid == me.pid else _group(proc)
+                    self._last[proc.pid] = (group, cpu)
             self.workers = max(self.workers, total)
+            # the sampling itself (this thread, nvidia-smi) is the benchmark's cost, not the run's
+            groups: dict = {"driver": -(time.thread_time() - own), "workers": 0.0, "ray": 0.0, "sampler": 0.0}
+            for pid, (group, cpu) in self._last.items():
+                groups[group] += cpu
+                if group == "workers":
+                    groups[pid] = cpu
+            self.cpu_series.append((time.time(), groups))
             time.sleep(self.interval)
+
+    def cpu_at(self, when: float) -> dict:
+        """Cumulative CPU seconds by group and worker pid at ``when``, interpolated between samples."""
+        series = self.cpu_series
+        if not series:
+            return {"driver": 0.0, "workers": 0.0, "ray": 0.0, "sampler": 0.0}
+        i = bisect.bisect_left([t for t, _ in series], when)
+        if i == 0 or i == len(series):
+            return dict(series[min(i, len(series) - 1)][1])
+        (t0, g0), (t1, g1) = series[i - 1], series[i]
+        share = (when - t0) / (t1 - t0) if t1 > t0 else 1.0
+        return {k: g0.get(k, 0.0) + (g1[k] - g0.get(k, 0.0)) * share for k in g1}
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def _group(proc: psutil.Process) -> str:
+    """``workers`` for Ray's worker processes (their title is ``ray::<task or actor>``), else ``ray``."""
+    with contextlib.suppress(psutil.Error):
+        command = proc.cmdline()
+        if command and command[0].endswith("nvidia-smi"):
+            return "sampler"
+        if command and command[0].startswith("ray::"):
+            return "workers"
+    return "ray"
 
 
 class GpuBusy:
@@ -90,12 +151,30 @@ class GpuBusy:
         }
 
 
-def timed_run(config: RunConfig) -> tuple[dict, float, PeakMemory, GpuBusy]:
-    """Run the job (preflight and Ray start excluded from the time) while sampling memory and GPU."""
+@dataclass
+class Timed:
+    """One run of the job as measured: its manifest record, seconds, and what was sampled around it."""
+
+    record: dict
+    seconds: float
+    started: float  # time.time() when the run was called, Ray already up
+    memory: PeakMemory
+    gpu: GpuBusy
+    probes: list[dict]  # ``pipeline.probe`` records; empty unless FCN_PROBE_DIR is set
+
+
+def timed_run(config: RunConfig) -> Timed:
+    """Run the job (preflight and Ray start excluded from the time) while sampling memory, CPU and GPU.
+
+    With ``FCN_PROBE_DIR`` set, the records of earlier runs there are removed first.
+    """
     plan = preflight(config)
+    folder = os.environ.get(ENV)
+    for old in os.listdir(folder) if folder else []:
+        os.remove(os.path.join(folder, old))
     init_ray(config.ray_address, config.num_cpus)
     with PeakMemory() as memory, GpuBusy() as gpu:
-        started = time.perf_counter()
+        started, clock = time.time(), time.perf_counter()
         record = run(config, plan)
-        seconds = time.perf_counter() - started
-    return record, seconds, memory, gpu
+        seconds = time.perf_counter() - clock
+    return Timed(record, seconds, started, memory, gpu, read_records(folder) if folder else [])

@@ -1,0 +1,93 @@
+"""What one pipeline run spent besides the model: steady-state rate, CPU per image by stage, start-up.
+
+Inputs are the per-batch records of ``pipeline.probe`` and the CPU time of every process of the run
+(``PeakMemory``). The steady state is the part of the run between the moments 10% and 90% of its
+rows came out of the inference actors: start-up and the drain at the end are left out, inside one run.
+"""
+
+from __future__ import annotations
+
+from .measure import PeakMemory
+
+# (a) of the last GPU run (README): fcn_resnet50 at 520, bf16, one H100; CPUs per GPU = feed cost x this
+GPU_MODEL_ALONE_IMAGES_PER_SECOND = 767
+STAGES = ("read", "decode", "segment", "finish", "write")
+
+
+def feed_figures(records: list[dict], memory: PeakMemory, started: float, segment_task_seconds: float) -> dict:
+    """Steady-state rate, feed cost by stage, the actor's per-batch overhead and the time to first mask.
+
+    Args:
+        records: ``pipeline.probe`` records of the run.
+        memory: the sampler that ran around the run (CPU time of every process).
+        started: ``time.time()`` when the run was called (Ray already up).
+        segment_task_seconds: the inference operator's summed Ray task time (manifest ``stage_seconds``).
+    """
+    finished = [r for r in records if r["stage"] == "finish"]
+    segment = [r for r in records if r["stage"] == "segment"]
+    rows = sum(r["rows"] for r in segment)
+    if not finished or rows < 10:
+        return {}
+    # the window is timed by rows leaving the inference actors: encoding may come in bundles of blocks
+    w0, w1 = _moment(segment, 0.1 * rows), _moment(segment, 0.9 * rows)
+    figures = {
+        "first_mask_seconds": min(r["end"] for r in finished) - started,
+        "steady_window_seconds": w1 - w0,
+        "steady_images_per_second": 0.8 * rows / (w1 - w0) if w1 > w0 else None,
+    }
+    calls = sum(r["end"] - r["start"] for r in segment)
+    figures["actor_call_seconds"] = calls
+    figures["actor_task_seconds"] = segment_task_seconds
+    overhead = (segment_task_seconds - calls) / calls if calls and segment_task_seconds else None
+    figures["actor_overhead_per_call"] = overhead  # Ray's per-batch work in the actor, per second of __call__
+    if w1 > w0:
+        figures["feed_ms_per_image"] = _feed_by_stage(records, memory, w0, w1, 0.8 * rows)
+        feed = figures["feed_ms_per_image"]["feed"]
+        figures["cpus_per_gpu_at_model_alone_rate"] = feed * GPU_MODEL_ALONE_IMAGES_PER_SECOND / 1000
+    return figures
+
+
+def _moment(batches: list[dict], rows: float) -> float:
+    """When the ``rows``-th row came out of ``batches`` (in order of their end; interpolated inside one)."""
+    done = 0
+    for record in sorted(batches, key=lambda r: r["end"]):
+        if done + record["rows"] >= rows:
+            return record["start"] + (record["end"] - record["start"]) * (rows - done) / record["rows"]
+        done += record["rows"]
+    return batches[-1]["end"]
+
+
+def _share(record: dict, w0: float, w1: float) -> float:
+    """The part of a record's batch inside the window ``[w0, w1]``."""
+    start, end = record["start"], record["end"]
+    if end <= start:
+        return float(w0 <= end <= w1)
+    return max(0.0, min(end, w1) - max(start, w0)) / (end - start)
+
+
+def _feed_by_stage(records: list[dict], memory: PeakMemory, w0: float, w1: float, images: float) -> dict:
+    """CPU milliseconds per image inside the window, by stage; ``feed`` is everything but the model's work."""
+    before, after = memory.cpu_at(w0), memory.cpu_at(w1)
+    spent = {k: after[k] - before.get(k, 0.0) for k in after}
+    stage_cpu = {s: sum(r["cpu"] * _share(r, w0, w1) for r in records if r["stage"] == s) for s in STAGES}
+    segment = [r for r in records if r["stage"] == "segment"]
+    model = sum(r.get("model_cpu", 0.0) * _share(r, w0, w1) for r in segment)
+    actors = {r["pid"] for r in segment}
+    actor_cpu = sum(spent.get(pid, 0.0) for pid in actors)
+    tasks = sum(stage_cpu[s] for s in ("read", "decode", "finish", "write"))
+    seconds = {
+        "read": stage_cpu["read"],
+        "decode": stage_cpu["decode"],
+        "actor_call_outside_model": stage_cpu["segment"] - model,
+        "actor_ray_around_calls": actor_cpu - stage_cpu["segment"],
+        "encode": stage_cpu["finish"],
+        "write": stage_cpu["write"],
+        "ray_in_task_workers": spent["workers"] - actor_cpu - tasks,
+        "ray_processes": spent["ray"],
+        "driver": spent["driver"],
+    }
+    total = spent["workers"] + spent["ray"] + spent["driver"]
+    per_image = {k: v * 1000 / images for k, v in seconds.items()}
+    per_image["model"] = model * 1000 / images
+    per_image["feed"] = (total - model) * 1000 / images
+    return per_image
