@@ -34,7 +34,7 @@ from .stages.segment import Segmenter, build_model
 DECODE_MEMORY_BYTES = 768 * 1024**2  # measured: 450-600 MiB per decode task of 16 photos
 # encoding asks for less CPU than writing, so Ray does not fuse it into the write tasks: those wait for
 # --rows-per-file rows, and fused, every mask would wait there decoded (12 MB each at 12 MP) until then
-FINISH_CPUS = 0.5
+FINISH_CPUS = 0.5  # in batches of --decode-batch-size: fewer tasks, less of Ray's per-task work
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def segment_chain(
         batch_size=config.batch_size,
         batch_format="numpy",
         **resources,
-    ).map_batches(finish_batch, batch_format="numpy", num_cpus=FINISH_CPUS)
+    ).map_batches(finish_batch, batch_format="numpy", batch_size=config.decode_batch_size, num_cpus=FINISH_CPUS)
 
 
 def run_record(

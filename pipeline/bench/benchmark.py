@@ -21,6 +21,7 @@ from PIL import Image
 from ..config import RunConfig
 from ..loop.scenes import make_scene
 from ..probe import ENV
+from ..quiet import quiet_ray
 from .baselines import model_alone, plain_loop
 from .feed import feed_figures
 from .inputs import BenchConfig, bench_inputs
@@ -68,6 +69,7 @@ def benchmark(bench: BenchConfig, variants: dict[str, dict] | None = None, log: 
     """
     work = Path(bench.workdir)
     paths = bench_inputs(bench, bench.images)
+    quiet_ray("benchmark")  # as the job runs by default: Ray's log lines to a file, one progress bar
     configs = {"pipeline": bench, **{label: changed(bench, fields) for label, fields in (variants or {}).items()}}
     reps = []
     with probing(work / "probes"):

@@ -66,28 +66,32 @@ def _share(record: dict, w0: float, w1: float) -> float:
 
 
 def _feed_by_stage(records: list[dict], memory: PeakMemory, w0: float, w1: float, images: float) -> dict:
-    """CPU milliseconds per image inside the window, by stage; ``feed`` is everything but the model's work."""
+    """CPU milliseconds per image, by stage; ``feed`` is everything but the model's own work.
+
+    What the stages measure around each batch is summed over the whole run (work per image does not
+    depend on when it ran: decoding runs ahead and may finish before the window opens). What only
+    process CPU time shows (Ray's work in the actors and task workers, Ray's own processes, the
+    driver) is taken inside the steady window, so that process start-up (imports) is left out.
+    """
+    rows = {s: sum(r["rows"] for r in records if r["stage"] == s) for s in STAGES}
+    cpu = {s: sum(r["cpu"] for r in records if r["stage"] == s) for s in STAGES}
+    segment = [r for r in records if r["stage"] == "segment"]
+    model = sum(r.get("model_cpu", 0.0) for r in segment)
+    per_image = {s: cpu[s] * 1000 / rows[s] if rows[s] else 0.0 for s in ("read", "decode", "write")}
+    per_image["actor_call_outside_model"] = (cpu["segment"] - model) * 1000 / rows["segment"]
+    per_image["encode"] = cpu["finish"] * 1000 / rows["finish"] if rows["finish"] else 0.0
     before, after = memory.cpu_at(w0), memory.cpu_at(w1)
     spent = {k: after[k] - before.get(k, 0.0) for k in after}
-    stage_cpu = {s: sum(r["cpu"] * _share(r, w0, w1) for r in records if r["stage"] == s) for s in STAGES}
-    segment = [r for r in records if r["stage"] == "segment"]
-    model = sum(r.get("model_cpu", 0.0) * _share(r, w0, w1) for r in segment)
-    actors = {r["pid"] for r in segment}
-    actor_cpu = sum(spent.get(pid, 0.0) for pid in actors)
-    tasks = sum(stage_cpu[s] for s in ("read", "decode", "finish", "write"))
+    in_window = {s: sum(r["cpu"] * _share(r, w0, w1) for r in records if r["stage"] == s) for s in STAGES}
+    actor_cpu = sum(spent.get(pid, 0.0) for pid in {r["pid"] for r in segment})
+    tasks = sum(in_window[s] for s in ("read", "decode", "finish", "write"))
     seconds = {
-        "read": stage_cpu["read"],
-        "decode": stage_cpu["decode"],
-        "actor_call_outside_model": stage_cpu["segment"] - model,
-        "actor_ray_around_calls": actor_cpu - stage_cpu["segment"],
-        "encode": stage_cpu["finish"],
-        "write": stage_cpu["write"],
+        "actor_ray_around_calls": actor_cpu - in_window["segment"],
         "ray_in_task_workers": spent["workers"] - actor_cpu - tasks,
         "ray_processes": spent["ray"],
         "driver": spent["driver"],
     }
-    total = spent["workers"] + spent["ray"] + spent["driver"]
-    per_image = {k: v * 1000 / images for k, v in seconds.items()}
-    per_image["model"] = model * 1000 / images
-    per_image["feed"] = (total - model) * 1000 / images
+    per_image.update({k: v * 1000 / images for k, v in seconds.items()})
+    per_image["feed"] = sum(per_image.values())
+    per_image["model"] = model * 1000 / rows["segment"]
     return per_image
