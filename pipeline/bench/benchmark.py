@@ -29,13 +29,14 @@ from .measure import timed_run
 
 
 def bench_config(bench: BenchConfig, folder: Path, out: Path, **extra) -> RunConfig:
-    """The job's own configuration for a benchmark run (native size, overwrite)."""
-    return RunConfig(
-        input=str(folder), output=str(out), model=bench.model, weights=bench.weights, batch_size=bench.batch_size,
-        threads=bench.actor_threads, num_cpus=bench.num_cpus, mode="overwrite", resize=0, device=bench.device,
-        precision=bench.precision, jpeg_decode=bench.jpeg_decode, num_gpus=bench.num_gpus,
-        **{**bench.run_options, **extra},
-    )  # fmt: skip
+    """The job's configuration for a benchmark run (native size, overwrite), then ``run_options``, ``extra``."""
+    fields = {
+        "input": str(folder), "output": str(out), "model": bench.model, "weights": bench.weights,
+        "batch_size": bench.batch_size, "threads": bench.actor_threads, "num_cpus": bench.num_cpus,
+        "mode": "overwrite", "resize": 0, "device": bench.device, "precision": bench.precision,
+        "jpeg_decode": bench.jpeg_decode, "num_gpus": bench.num_gpus,
+    }  # fmt: skip
+    return RunConfig(**{**fields, **bench.run_options, **extra})
 
 
 def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
