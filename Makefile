@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean constraints
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# deploy/constraints.txt: pyproject's runtime dependencies pinned as installed in .venv (run after the tests pass).
+constraints: $(STAMP)
+	$(BIN)/python deploy/constraints.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -81,7 +81,9 @@ class RunConfig(BaseModel):
         "nvJPEG on its GPU); auto: actor when the pool has GPUs",
     )
     actors_min: int | None = Field(
-        None, ge=1, description="smallest inference actor pool; default the whole pool (1 while GPUs scale from zero)"
+        None,
+        ge=1,
+        description="smallest inference actor pool; default the whole pool (1 while fewer GPUs are up than it wants)",
     )
     actors_max: int | None = Field(
         None, ge=1, description="largest inference actor pool; default from cluster resources"

@@ -24,14 +24,18 @@ def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
     num_gpus = config.num_gpus if config.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)
     if num_gpus > 0:
-        # an autoscaling cluster may have no GPU node yet: ask for actors_max and let it scale up
-        largest = int(gpus // num_gpus) or config.actors_max or 1
+        up = int(gpus // num_gpus)  # actors the GPUs already up can hold
+        # --actors-max on an autoscaling cluster: ask for all of them even while only some (or no) GPU
+        # nodes are up, so that the pending actors make the autoscaler add the rest
+        largest = config.actors_max or up or 1
     else:
+        up = None
         largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
     size = min(config.actors_max or largest, largest)
     if inputs is not None:  # a small run: no more actors than decode batches to give them
         size = max(1, min(size, -(-inputs // config.decode_batch_size)))
-    smallest = config.actors_min or (1 if num_gpus > 0 and gpus < num_gpus else size)
+    # fewer GPUs up than the pool asks for: start on what is there instead of waiting for the whole pool
+    smallest = config.actors_min or (1 if up is not None and up < size else size)
     return {
         # several calls per actor: Ray's per-batch work (batching, serialising) runs beside the model,
         # whose calls still run one at a time (``enable_true_multi_threading`` stays off)
