@@ -41,8 +41,24 @@ def closed(schema: dict) -> dict:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; Kubernetes and a careful reader do not: refuse them."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = {k for k in keys if keys.count(k) > 1}
+        if duplicates:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(name: str) -> dict:
-    return yaml.safe_load((DEPLOY / name).read_text())
+    return yaml.load((DEPLOY / name).read_text(), Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+
+
+def test_a_key_written_twice_is_refused():
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate keys"):
+        yaml.load("kind: RayJob\nkind: RayCluster\n", Loader=UniqueKeyLoader)  # noqa: S506
 
 
 @pytest.fixture(scope="module")
