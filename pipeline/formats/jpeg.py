@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
-from torch.nn import functional as F
+
+if TYPE_CHECKING:  # torch is imported where it is used: the decode tasks read headers only, never torch
+    import torch
 
 EXIF_ORIENTATION = 0x0112
 
@@ -57,6 +59,7 @@ def decode_jpegs(blobs: list[bytes], device: torch.device) -> list[torch.Tensor 
     One batched call (nvJPEG decodes a list at once); if it fails, each file alone, so one
     bad file never costs its neighbours.
     """
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
@@ -77,6 +80,9 @@ def resize_on_device(image: torch.Tensor, shorter: int | None) -> torch.Tensor:
     size = shorter_side_size(image.shape[0], image.shape[1], shorter)
     if size == tuple(image.shape[:2]):
         return image
+    import torch
+    from torch.nn import functional as F
+
     x = image.permute(2, 0, 1).unsqueeze(0).float()
     x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0)

@@ -67,7 +67,9 @@ def list_inputs(config: RunConfig) -> Listing | None:
     return Listing(paths, pa.array([image_id(scheme + p) for p in paths], pa.string()), pa.array(versions, pa.string()))
 
 
-def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listing | None = None) -> ray.data.Dataset:
+def read_inputs(
+    config: RunConfig, skip: pa.Array | None = None, listing: Listing | None = None, **task_args
+) -> ray.data.Dataset:
     """Stream the inputs of a run as ``image_id, source, source_version, bytes, error`` rows.
 
     Args:
@@ -75,6 +77,7 @@ def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listin
         skip: image ids already committed (resume). Their inputs are left out before their bytes are
             read (files and manifests by their URI; Parquet row groups by their ids or row numbers).
         listing: the folder source's ``list_inputs``, when the caller listed it already.
+        task_args: Ray resources of the reading tasks (the same as the next stage's lets Ray fuse them).
     """
     skip = skip if skip is not None else pa.array([], pa.string())
     kind = input_format(config)
@@ -90,17 +93,19 @@ def read_inputs(config: RunConfig, skip: pa.Array | None = None, listing: Listin
         # cluster): each block reaches a single inference actor, so small blocks spread the work
         blocks = max(1, -(-items.num_rows // config.decode_batch_size))
         ds = ray.data.from_items(items.to_pylist(), override_num_blocks=blocks)
-        ds = ds.map_batches(read_files, fn_kwargs={"config": config, "scheme": scheme}, batch_format="pyarrow")
+        kwargs = {"config": config, "scheme": scheme}
+        ds = ds.map_batches(read_files, fn_kwargs=kwargs, batch_format="pyarrow", **task_args)
     elif kind == "parquet":
         files = [i.path for i in list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])]
         if not files:
             raise ConfigError([f"--input {config.input}: no Parquet files in it; check the path"])
         kwargs = {"config": config, "scheme": scheme, "committed": skip}
         ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
-        ds = ds.map_batches(read_parquet_images, batch_size=1, fn_kwargs=kwargs, batch_format="pyarrow")
+        ds = ds.map_batches(read_parquet_images, batch_size=1, fn_kwargs=kwargs, batch_format="pyarrow", **task_args)
     else:
         ds = read_manifest(path, fs, config)
-        ds = ds.map_batches(fetch_uris, fn_kwargs={"config": config, "committed": skip}, batch_format="pyarrow")
+        kwargs = {"config": config, "committed": skip}
+        ds = ds.map_batches(fetch_uris, fn_kwargs=kwargs, batch_format="pyarrow", **task_args)
     return ds.limit(config.limit) if config.limit else ds
 
 

@@ -94,3 +94,12 @@ def test_a_large_jpeg_fed_small_is_decoded_at_reduced_scale_and_keeps_its_source
     # against the full decode, resized the same way: libjpeg's 1/8 scale is a box filter, close to it
     full = np.asarray(Image.fromarray(np.rot90(scene, k=-1).copy()).resize((120, 168), Image.Resampling.BILINEAR))
     assert np.abs(fed.astype(int) - full.astype(int)).mean() < 6
+
+
+def test_the_decode_tasks_never_import_torch():
+    import subprocess
+    import sys
+
+    # every decode task's worker would pay torch's import (2.4 s here) while the actors start
+    code = "import sys, pipeline.stages.decode, pipeline.io.reading; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
