@@ -23,7 +23,7 @@ from ..loop.scenes import make_scene
 from ..probe import ENV
 from ..quiet import quiet_ray
 from .baselines import model_alone, plain_loop
-from .feed import feed_figures
+from .feed import actor_task_seconds, feed_figures
 from .inputs import BenchConfig, bench_inputs
 from .measure import timed_run
 
@@ -43,7 +43,7 @@ def pipeline_run(bench: BenchConfig, folder: Path, out: Path) -> dict:
     """(c) the pipeline end to end through ``jobs.segment``'s code path, with what it spent by stage."""
     timed = timed_run(bench_config(bench, folder, out))
     stages = timed.record.get("stage_seconds", {})
-    segment_seconds = sum(v for k, v in stages.items() if "Segmenter" in k)
+    segment_seconds = actor_task_seconds(stages)
     return {
         "images_per_second": timed.record["counts"]["rows"] / timed.seconds,
         "seconds": timed.seconds,

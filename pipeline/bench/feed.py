@@ -23,8 +23,7 @@ def feed_figures(records: list[dict], memory: PeakMemory, started: float, segmen
         started: ``time.time()`` when the run was called (Ray already up).
         segment_task_seconds: the inference operator's summed Ray task time (manifest ``stage_seconds``).
     """
-    finished = [r for r in records if r["stage"] == "finish"]
-    segment = [r for r in records if r["stage"] == "segment"]
+    finished, segment = of_stage(records, "finish"), of_stage(records, "segment")
     rows = sum(r["rows"] for r in segment)
     if not finished or rows < 10:
         return {}
@@ -45,6 +44,16 @@ def feed_figures(records: list[dict], memory: PeakMemory, started: float, segmen
         feed = figures["feed_ms_per_image"]["feed"]
         figures["cpus_per_gpu_at_model_alone_rate"] = feed * GPU_MODEL_ALONE_IMAGES_PER_SECOND / 1000
     return figures
+
+
+def actor_task_seconds(stage_seconds: dict[str, float]) -> float:
+    """The inference operator's Ray task time, from the manifest's ``stage_seconds``."""
+    return sum(seconds for operator, seconds in stage_seconds.items() if "Segmenter" in operator)
+
+
+def of_stage(records: list[dict], stage: str) -> list[dict]:
+    """The records of one stage."""
+    return [r for r in records if r["stage"] == stage]
 
 
 def _moment(batches: list[dict], rows: float) -> float:
@@ -75,7 +84,7 @@ def _feed_by_stage(records: list[dict], memory: PeakMemory, w0: float, w1: float
     """
     rows = {s: sum(r["rows"] for r in records if r["stage"] == s) for s in STAGES}
     cpu = {s: sum(r["cpu"] for r in records if r["stage"] == s) for s in STAGES}
-    segment = [r for r in records if r["stage"] == "segment"]
+    segment = of_stage(records, "segment")
     model = sum(r.get("model_cpu", 0.0) for r in segment)
     per_image = {s: cpu[s] * 1000 / rows[s] if rows[s] else 0.0 for s in ("read", "decode", "write")}
     per_image["actor_call_outside_model"] = (cpu["segment"] - model) * 1000 / rows["segment"]

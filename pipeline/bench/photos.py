@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..loop.scenes import make_scene
 from .benchmark import bench_config, probing
+from .feed import actor_task_seconds, of_stage
 from .inputs import BenchConfig
 from .measure import timed_run
 
@@ -32,13 +33,12 @@ def photo_folder(work: Path, size: tuple[int, int], count: int) -> Path:
 def actor_figures(bench: BenchConfig, folder: Path, out: Path, resize: int) -> dict:
     """One run at ``--resize``: the inference actors' task and call seconds and their peak memory."""
     timed = timed_run(bench_config(bench, folder, out, resize=resize))
-    segment = [r for r in timed.probes if r["stage"] == "segment"]
+    segment = of_stage(timed.probes, "segment")
     actors = {r["pid"] for r in segment}
-    stages = timed.record.get("stage_seconds", {})
     return {
         "rows": timed.record["counts"]["ok"],
         "seconds": timed.seconds,
-        "actor_task_seconds": sum(v for k, v in stages.items() if "Segmenter" in k),
+        "actor_task_seconds": actor_task_seconds(timed.record.get("stage_seconds", {})),
         "actor_call_seconds": sum(r["end"] - r["start"] for r in segment),
         "actor_model_seconds": sum(r.get("model_seconds", 0.0) for r in segment),
         "actor_peak_bytes": max((timed.memory.peak_by_pid.get(pid, 0) for pid in actors), default=0),
