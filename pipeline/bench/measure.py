@@ -64,7 +64,9 @@ class PeakMemory:
                         total += rss
                         self.peak_by_pid[proc.pid] = max(rss, self.peak_by_pid.get(proc.pid, 0))
                     cpu = _cpu_seconds(proc) - self._base.get(proc.pid, 0.0)
-                    group = "driver" if proc.pid == me.pid else _group(proc)
+                    # a process keeps its group: read its command line once, not every sample
+                    known = self._last.get(proc.pid)
+                    group = known[0] if known else "driver" if proc.pid == me.pid else _group(proc)
                     self._last[proc.pid] = (group, cpu)
             self.workers = max(self.workers, total)
             # the sampling itself (this thread, nvidia-smi) is the benchmark's cost, not the run's
