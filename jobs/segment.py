@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-import types
-import typing
 
-from pipeline.config import RANDOM_WEIGHTS, ConfigError, RunConfig, load_config
+from jobs.flags import model_parser, parse, refuse
+from pipeline.config import RANDOM_WEIGHTS, ConfigError, RunConfig, Shared, load_config
 from pipeline.quiet import quiet_ray
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[dict, str | None]:
     """Flags built from ``RunConfig``'s fields, so ``--help`` documents every option."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.segment",
-        description="Segment images with an FCN on Ray Data and write Parquet mask tables.",
-        argument_default=argparse.SUPPRESS,
-    )
-    parser.add_argument("--config", default=None, help="YAML file of options (same names as the flags); flags win")
-    for name, field in RunConfig.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if _base_type(field.annotation) is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
-        else:
-            default = "" if field.is_required() else f" (default: {field.default})"
-            parser.add_argument(flag, dest=name, metavar=name.upper(), help=f"{field.description}{default}")
-    args = vars(parser.parse_args(argv))
-    return args, args.pop("config")
-
-
-def _base_type(annotation):
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
-
-
-def refuse(exc: ConfigError) -> int:
-    for problem in exc.problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 2
+    description = "Segment images with an FCN on Ray Data and write Parquet mask tables."
+    return parse(model_parser("python -m jobs.segment", description, RunConfig), argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         + (" (random weights: the masks mean nothing)" if config.random_weights else ""),
         flush=True,
     )
+    if config.export:
+        from jobs.export import run_export
+        from pipeline.config import ExportConfig
+
+        shared = {k: getattr(config, k) for k in Shared.model_fields}
+        return run_export(ExportConfig(masks=config.output, to=config.export, **shared))
     return 0
 
 
