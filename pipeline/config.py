@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.names import MODEL_NAMES, WEIGHTS_NAMES
 
 from .formats.rasters import RasterOptions
+from .io.exports import FORMATS, parse_formats
 
 MAX_BYTES = 2 * 1024**3  # a 2 GiB input: far above any photo, scan or slide tile a decode task holds
 PIL_DEFAULT_MAX_PIXELS = 89_478_485
@@ -45,10 +46,31 @@ def unknown_weights_name(weights: str) -> str | None:
     return f"weights: {weights!r} is no registered name; {hint}registered: {', '.join(names)} (or a checkpoint path)"
 
 
-class RunConfig(BaseModel):
-    """Everything a segmentation run needs; each field is also a ``--flag`` of ``jobs.segment``."""
+class Shared(BaseModel):
+    """Options every job that runs on Ray and writes an output has: the cluster, the lease, S3, logging."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_seconds: float = Field(
+        120,
+        ge=10,
+        description="a run's lease on --output lives this long unless renewed (a killed run's, then taken over)",
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"
+    )
+    num_cpus: int | None = Field(
+        None, gt=0, description="logical CPUs of a local Ray cluster; default this machine's cores + 1 (for I/O tasks)"
+    )
+    verbose: bool = Field(False, description="show Ray's own log lines, warnings and per-stage progress here")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
+    s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
+    s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")
+    s3_profile: str | None = Field(None, description="AWS profile name for S3 credentials")
+
+
+class RunConfig(Shared):
+    """Everything a segmentation run needs; each field is also a ``--flag`` of ``jobs.segment``."""
 
     input: str = Field(
         description="images to segment: a folder or S3 prefix, Parquet file(s), or a manifest (.txt/.csv)"
@@ -124,23 +146,10 @@ class RunConfig(BaseModel):
     retry_errors: bool = Field(
         False, description="resume: do the inputs whose committed row is an error again (the newer row replaces it)"
     )
-    lease_seconds: float = Field(
-        120,
-        ge=10,
-        description="a run's lease on --output lives this long unless renewed (a killed run's, then taken over)",
-    )
     limit: int | None = Field(None, gt=0, description="segment at most this many inputs (a quick try)")
-    ray_address: str | None = Field(
-        None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"
+    export: list[str] | None = Field(
+        None, description=f"after the run, export the masks: {', '.join(FORMATS)} or all (see python -m jobs.export)"
     )
-    num_cpus: int | None = Field(
-        None, gt=0, description="logical CPUs of a local Ray cluster; default this machine's cores + 1 (for I/O tasks)"
-    )
-    verbose: bool = Field(False, description="show Ray's own log lines, warnings and per-stage progress here")
-    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
-    s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
-    s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")
-    s3_profile: str | None = Field(None, description="AWS profile name for S3 credentials")
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -165,6 +174,11 @@ class RunConfig(BaseModel):
         if value is not None and len(value) != 2:
             raise ValueError(f"expected two numbers, got {len(value)}")
         return value
+
+    @field_validator("export", mode="before")
+    @classmethod
+    def _formats(cls, value):
+        return None if value is None else parse_formats(value)
 
     @field_validator("model")
     @classmethod
@@ -205,8 +219,26 @@ class RunConfig(BaseModel):
         )
 
 
-def load_config(overrides: dict, config_file: str | None = None) -> RunConfig:
-    """Merge a YAML file with flag overrides (flags win) and validate.
+class ExportConfig(Shared):
+    """An export of a finished run's masks table; each field is also a ``--flag`` of ``jobs.export``."""
+
+    masks: str = Field(description="the segment run's --output (folder or S3 prefix holding masks/)")
+    to: list[str] = Field(description=f"formats, comma-separated: {', '.join(FORMATS)}, or all (stac brings cog)")
+    mode: Literal["resume", "overwrite"] = Field(
+        "resume", description="resume: export only images not exported yet; overwrite: redo the chosen formats"
+    )
+    min_area: float = Field(0.0, ge=0, description="geoparquet: leave out regions smaller than this (CRS units^2)")
+    simplify: float = Field(0.0, ge=0, description="geoparquet: simplify outlines to this tolerance (CRS units)")
+    batch_size: int = Field(16, gt=0, description="masks per export task")
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _formats(cls, value):
+        return parse_formats(value)
+
+
+def load_config(overrides: dict, config_file: str | None = None, model: type[BaseModel] = RunConfig):
+    """Merge a YAML file with flag overrides (flags win) and validate as ``model`` (RunConfig, ExportConfig).
 
     Raises:
         ConfigError: with one line per problem, naming the option.
@@ -223,7 +255,7 @@ def load_config(overrides: dict, config_file: str | None = None) -> RunConfig:
         values = {k.replace("-", "_"): v for k, v in values.items()}
     values.update(overrides)
     try:
-        return RunConfig(**values)
+        return model(**values)
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
 
