@@ -24,6 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed; same seed, same scenes (default: 0)")
     parser.add_argument("--min-size", type=int, default=160, help="smallest scene height or width (default: 160)")
     parser.add_argument("--max-size", type=int, default=320, help="largest scene height or width (default: 320)")
+    parser.add_argument("--crs", default=None, help="write the images as GeoTIFFs in this CRS, e.g. EPSG:32633")
     return parser.parse_args(argv)
 
 
@@ -36,13 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     verb = "already had" if Path(args.output, "_SUCCESS").exists() else "wrote"  # write_dataset is then a no-op
     try:
-        record = write_dataset(args.output, args.count, seed=args.seed, sizes=(args.min_size, args.max_size))
+        sizes = (args.min_size, args.max_size)
+        record = write_dataset(args.output, args.count, seed=args.seed, sizes=sizes, crs=args.crs)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     files = len(record["parquet_files"])
     print(f"{verb} {record['count']} scenes (seed {args.seed}, {args.min_size}-{args.max_size} px) in {record['root']}")
-    print(f"  PNG: {record['images']}, {record['masks']} (mask pixel = class id)")
+    kind = f"GeoTIFF ({args.crs})" if args.crs else "PNG"
+    print(f"  {kind}: {record['images']}; PNG: {record['masks']} (mask pixel = class id)")
     print(f"  Parquet: {record['parquet']} ({files} file(s); columns image, mask, image_id, split)")
     print(f"  classes: {', '.join(f'{i}={name}' for i, name in enumerate(record['classes']))}", flush=True)
     return 0

@@ -141,7 +141,13 @@ def _render(rng: np.random.Generator, mask: np.ndarray, centre_line: np.ndarray,
 
 
 def write_dataset(
-    root: str, count: int, *, seed: int = 0, sizes: tuple[int, int] = (160, 320), rows_per_file: int = 64
+    root: str,
+    count: int,
+    *,
+    seed: int = 0,
+    sizes: tuple[int, int] = (160, 320),
+    rows_per_file: int = 64,
+    crs: str | None = None,
 ) -> dict:
     """Write ``count`` scenes as PNG files and as a Hugging Face style Parquet dataset; a repeat call is a no-op.
 
@@ -151,6 +157,8 @@ def write_dataset(
         seed: dataset seed; scene ``i`` depends only on ``(seed, i)`` and ``sizes``.
         sizes: inclusive ``(min, max)`` from which each scene's height and width are drawn independently.
         rows_per_file: scenes per Parquet file.
+        crs: write the images as GeoTIFFs in this CRS (``EPSG:32633``: 0.5 m pixels; a geographic CRS: 5e-6
+            degrees), side by side from a fixed origin, every third one with a no-data corner (value 0).
 
     Returns:
         ``count, seed, sizes, root, images, masks, parquet, parquet_files, classes``.
@@ -159,7 +167,7 @@ def write_dataset(
     if min(count, seed) < 0 or rows_per_file < 1 or not 16 <= low <= high:
         raise ValueError(f"{count=} {seed=} {sizes=} {rows_per_file=}: need 16<=min<=max, rows_per_file>=1, rest>=0")
     out = Path(root)
-    key = {"count": count, "seed": seed, "sizes": [low, high]}
+    key = {"count": count, "seed": seed, "sizes": [low, high], **({"crs": crs} if crs else {})}
     marker = out / "_SUCCESS"
     if marker.exists():
         if json.loads(marker.read_text()) == key:
@@ -170,15 +178,16 @@ def write_dataset(
     for stale in (out / "parquet").glob("part-*.parquet"):  # from an interrupted run with a larger count
         stale.unlink()
     for start in range(0, count, rows_per_file):
-        rows = [_write_scene(out, index, seed, low, high) for index in range(start, min(count, start + rows_per_file))]
+        indices = range(start, min(count, start + rows_per_file))
+        rows = [_write_scene(out, index, seed, low, high, crs) for index in indices]
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         pq.write_table(table, out / "parquet" / f"part-{start // rows_per_file:05d}.parquet")
     marker.write_text(json.dumps(key))
     return _record(out, key)
 
 
-def _write_scene(out: Path, index: int, seed: int, low: int, high: int) -> dict:
-    """Make scene ``index``, write its two PNG files, and return its Parquet row."""
+def _write_scene(out: Path, index: int, seed: int, low: int, high: int, crs: str | None = None) -> dict:
+    """Make scene ``index``, write its two files (image PNG or GeoTIFF, mask PNG), and return its Parquet row."""
     rng = np.random.default_rng([seed, index])
     height, width = (int(v) for v in rng.integers(low, high + 1, size=2))
     image, mask = make_scene(int(rng.integers(0, 2**63 - 1)), height, width)
@@ -186,10 +195,40 @@ def _write_scene(out: Path, index: int, seed: int, low: int, high: int) -> dict:
     row = {"image_id": name, "split": "val" if index % 5 == 4 else "train"}
     for column, folder, array in (("image", "images", image), ("mask", "masks", mask)):
         path, buffer = f"{folder}/{name}.png", io.BytesIO()
-        Image.fromarray(array).save(buffer, format="PNG")
+        if crs and column == "image":
+            path, array = f"{folder}/{name}.tif", np.where(_nodata_corner(array, index)[..., None], 0, array)
+            buffer.write(geotiff(array, crs, index))
+        else:
+            Image.fromarray(array).save(buffer, format="PNG")
         (out / path).write_bytes(buffer.getvalue())
         row[column] = {"bytes": buffer.getvalue(), "path": path}
     return row
+
+
+def _nodata_corner(image: np.ndarray, index: int) -> np.ndarray:
+    """Where scene ``index`` has no data: the top-left sixth of every third scene (as an edge of a swath)."""
+    corner = np.zeros(image.shape[:2], bool)
+    if index % 3 == 2:
+        corner[: image.shape[0] // 3, : image.shape[1] // 2] = True
+    return corner
+
+
+def geotiff(image: np.ndarray, crs: str, index: int) -> bytes:
+    """An RGB GeoTIFF of ``image`` (no-data 0), scene ``index`` placed east of the one before it."""
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+
+    geographic = rasterio.crs.CRS.from_user_input(crs).is_geographic
+    pixel, (x0, y0) = (5e-6, (15.0, 45.0)) if geographic else (0.5, (500_000.0, 5_000_000.0))
+    transform = from_origin(x0 + index * 400 * pixel, y0, pixel, pixel)
+    height, width = image.shape[:2]
+    profile = {"driver": "GTiff", "height": height, "width": width, "count": 3, "dtype": "uint8", "crs": crs,
+               "transform": transform, "nodata": 0, "photometric": "RGB"}  # fmt: skip
+    with MemoryFile() as memory:
+        with memory.open(**profile) as dst:
+            dst.write(np.moveaxis(image, -1, 0))
+        return memory.read()
 
 
 def _record(out: Path, key: dict) -> dict:
