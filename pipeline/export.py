@@ -1,0 +1,176 @@
+"""One export: what the masks table holds that is not exported yet -> the users' formats, on Ray Data.
+
+``plan`` reads only the small columns of ``masks/`` and what ``exports/`` holds already; when
+nothing is new, Ray never starts. Otherwise the masks files with work in them are read by Ray Data
+and each batch is exported by ``export_batch`` (files committed one by one). Last, the STAC
+collection and ``exports/_manifest.json`` are rewritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .config import ConfigError, ExportConfig
+from .io import lease
+from .io.exports import FORMATS, ledger, stac
+from .io.exports.batch import COLUMNS, ExportJob, export_batch
+from .io.exports.georef import file_stem
+from .io.output import list_parquet
+from .io.schema import class_names, read_metadata
+from .io.storage import arrow_fs, fsspec_fs, with_s3_defaults
+
+MAX_ERRORS = 200  # errors listed in the manifest; the counts cover all
+
+
+@dataclass
+class Plan:
+    """What the export has to do, from the masks table's small columns and the exports so far."""
+
+    todo: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> formats still needed
+    files: list[str] = field(default_factory=list)  # masks files holding those images
+    counts: dict[str, Counter] = field(default_factory=dict)  # format -> already / skipped_no_crs
+    rows: int = 0
+    segmentation_errors: int = 0
+
+
+def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -> Plan:
+    """Which committed ok rows still need which format; rows without a CRS are counted, not exported."""
+    done = {fmt: ledger.exported(fs, root, fmt) for fmt in formats}
+    found = Plan(counts={fmt: Counter() for fmt in formats})
+    for path in masks:
+        table = pq.read_table(path, columns=["image_id", "status", "crs"], filesystem=fs)
+        found.rows += table.num_rows
+        for image_id, status, crs in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
+            if status != "ok":
+                found.segmentation_errors += 1
+                continue
+            stem, needed = file_stem(image_id), []
+            for fmt in formats:
+                if stem in done[fmt]:
+                    found.counts[fmt]["already"] += 1
+                elif FORMATS[fmt] and not crs:
+                    found.counts[fmt]["skipped_no_crs"] += 1
+                else:
+                    needed.append(fmt)
+            if needed:
+                found.todo[image_id] = tuple(needed)
+                if not found.files or found.files[-1] != path:
+                    found.files.append(path)
+    return found
+
+
+def export(config: ExportConfig, run_id: str | None = None) -> dict:
+    """Export what ``config.masks`` holds in ``config.to``; return this export's manifest record.
+
+    Raises:
+        ConfigError: no masks table there, or another export holds ``exports/``.
+    """
+    config = with_s3_defaults(config)
+    fs, root = arrow_fs(config.masks, config)
+    masks = list_parquet(fs, f"{root}/masks")
+    if not masks:
+        raise ConfigError([f"--masks {config.masks}: no masks table (masks/*.parquet); give a segment run's --output"])
+    run_id = run_id or "export-" + dt.datetime.now(dt.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ"
+    ) + "-" + secrets.token_hex(3)
+    try:
+        with lease.hold(fsspec_fs(config.masks, config), f"{root}/exports", run_id, config.lease_seconds):
+            return _export_holding_lease(config, fs, root, masks, run_id)
+    except lease.LeaseHeld as exc:
+        raise ConfigError([str(exc).replace("--output", "--masks")]) from None
+
+
+def _export_holding_lease(config: ExportConfig, fs: pafs.FileSystem, root: str, masks: list[str], run_id: str) -> dict:
+    started = time.time()
+    fs.delete_dir_contents(f"{root}/exports/_staging", missing_dir_ok=True)  # a killed export's leftovers
+    if config.mode == "overwrite":
+        ledger.clear(fs, root, config.to)
+    work = plan(fs, root, masks, config.to)
+    meta = read_metadata(pq.read_schema(masks[0], filesystem=fs).metadata)
+    names = class_names(meta) or []
+    results = []
+    if work.todo:
+        from .cluster import init_ray
+
+        init_ray(config.ray_address, config.num_cpus)  # only now: an export with nothing new never starts Ray
+        job = ExportJob(fs, root, run_id, names, work.todo, config.min_area, config.simplify,
+                        {k.encode(): v.encode() for k, v in meta.items()})  # fmt: skip
+        results = _run(job, work.files, config.batch_size)
+    if "stac" in config.to:
+        update_collection(fs, root, [json.loads(r["item"]) for r in results if r["item"]], names)
+    record = summary(config, work, results, run_id, started)
+    write_manifest(fs, root, run_id, record)
+    fs.delete_dir_contents(f"{root}/exports/_staging", missing_dir_ok=True)
+    return record
+
+
+def _run(job: ExportJob, files: list[str], batch_size: int) -> list[dict]:
+    import ray.data
+
+    ds = ray.data.read_parquet(files, filesystem=job.fs, columns=COLUMNS, include_paths=True)
+    exported = ds.map_batches(export_batch, fn_kwargs={"job": job}, batch_size=batch_size, batch_format="pyarrow")
+    return exported.take_all()
+
+
+def update_collection(fs: pafs.FileSystem, root: str, new_items: list[dict], names: list[str]) -> None:
+    """Rewrite ``exports/stac/collection.json``: the previous one, this export's items, and items it missed.
+
+    An item that a killed export committed after its last collection update is read back and linked.
+    """
+    path = f"{root}/exports/stac/collection.json"
+    previous = ledger.read_json(fs, path)
+    linked = {link["href"].rsplit("/", 1)[-1][: -len(".json")] for link in (previous or {}).get("links", [])
+              if link.get("rel") == "item"}  # fmt: skip
+    linked |= {i["_stem"] for i in new_items}
+    for stem in sorted(ledger.exported(fs, root, "stac") - linked):
+        item = ledger.read_json(fs, f"{ledger.folder(root, 'stac')}/{stem}.json")
+        if item:
+            new_items.append({**item, "_stem": stem})
+    if new_items or previous is None:
+        ledger.commit(fs, root, "collection", path, stac.dumps(stac.collection_dict(previous, new_items, names)))
+
+
+def summary(config: ExportConfig, work: Plan, results: list[dict], run_id: str, started: float) -> dict:
+    """This export's record: counts per format, polygons, errors (the first ``MAX_ERRORS``), time."""
+    formats = {}
+    for fmt in config.to:
+        mine = [r for r in results if r["format"] == fmt]
+        formats[fmt] = {
+            "exported": sum(r["ok"] for r in mine),
+            "already": work.counts[fmt]["already"],
+            "skipped_no_crs": work.counts[fmt]["skipped_no_crs"],
+            "errors": sum(not r["ok"] for r in mine),
+        }
+        if fmt == "geoparquet":
+            formats[fmt]["polygons"] = sum(r["polygons"] or 0 for r in mine)
+    seconds = time.time() - started
+    errors = [{k: r[k] for k in ("image_id", "format", "error")} for r in results if not r["ok"]]
+    return {
+        "run_id": run_id,
+        "complete": True,
+        "masks": config.masks,
+        "formats": formats,
+        "rows": work.rows,
+        "segmentation_errors": work.segmentation_errors,
+        "images": len(work.todo),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(work.todo) / seconds, 3) if work.todo and seconds else None,
+        "errors": errors[:MAX_ERRORS],
+        "config": config.model_dump(),
+    }
+
+
+def write_manifest(fs: pafs.FileSystem, root: str, run_id: str, record: dict) -> None:
+    """Add this export's record to ``exports/_manifest.json`` (staged, then moved into place)."""
+    path = f"{root}/exports/_manifest.json"
+    manifest = ledger.read_json(fs, path) or {"runs": []}
+    manifest = {"latest": record, "runs": [*manifest["runs"], record]}
+    ledger.commit(fs, root, run_id, path, json.dumps(manifest, indent=2, default=str).encode())
