@@ -6,6 +6,7 @@ import colorsys
 import json
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -48,7 +49,10 @@ def cog_bytes(mask: np.ndarray, geo: Georef, class_names: list[str], tags: dict[
             src.update_tags(**all_tags)
             src.set_band_description(1, "class id (" + ", ".join(f"{k}={n}" for k, n in enumerate(class_names)) + ")")
         target = os.path.join(scratch, "mask.tif")
-        with memory.open() as src:
+        with memory.open() as src, warnings.catch_warnings():
+            # "color interpretation was set to Palette": what the colour map is for
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", PendingDeprecationWarning)  # rio-cogeo's own use of affine
             cog_translate(
                 src,
                 target,
