@@ -1,4 +1,4 @@
-"""``python -m jobs.export`` end to end on Ray: every committed georeferenced mask once, errors listed, reruns incremental."""
+"""``python -m jobs.export`` end to end on Ray: each georeferenced mask once, errors listed, reruns incremental."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def test_export_writes_each_georeferenced_mask_once_lists_errors_and_reruns_incr
         for image_id in ids:
             rows = frame[frame.image_id == image_id]
             geo = rasterio.open(out / f"exports/cog/{file_stem(image_id)}.tif").transform
-            back = rasterize(zip(rows.geometry, rows.class_id), out_shape=masks[image_id].shape, transform=geo, fill=255)
+            shapes = zip(rows.geometry, rows.class_id, strict=True)
+            back = rasterize(shapes, out_shape=masks[image_id].shape, transform=geo, fill=255)
             np.testing.assert_array_equal(back, masks[image_id])
         assert set(frame.mean_confidence) == {0.5}
     collection = pystac.read_file(out / "exports/stac/collection.json")
@@ -89,7 +90,8 @@ def test_export_writes_each_georeferenced_mask_once_lists_errors_and_reruns_incr
 
     # a rerun exports nothing again (the broken row is tried again and fails again)
     assert main(["--masks", str(out), "--to", "all"]) == 1
-    assert "export geoparquet: 0 exported, 0 polygons, 3 already, 1 skipped (no CRS), 1 errors" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "export geoparquet: 0 exported, 0 polygons, 3 already, 1 skipped (no CRS), 1 errors" in again
     assert len(list((out / "exports/geoparquet").rglob("*.parquet"))) == 2
 
     # a killed export: a staged leftover, a COG whose STAC item was never written, an item the collection lacks

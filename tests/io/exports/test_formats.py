@@ -137,8 +137,8 @@ def test_stac_item_and_collection_pass_pystacs_schemas_and_carry_projection_and_
     from pystac.extensions.projection import ProjectionExtension
 
     geo = georef(*UTM)
-    row = {"image_id": "img#2", "source": "s3://b/img.tif", "height": 300, "width": 420, "run_id": "20261127T051234Z-ab",
-           "model": "m", "class_pixels": [10, 0, 5, 0, 0]}  # fmt: skip
+    row = {"image_id": "img#2", "source": "s3://b/img.tif", "height": 300, "width": 420,
+           "run_id": "20261127T051234Z-ab", "model": "m", "class_pixels": [10, 0, 5, 0, 0]}  # fmt: skip
     item_dict = stac_item(row, geo, file_stem("img#2"), NAMES)
     # the core schemas ship with pystac; the extensions' schemas are online only (this machine has no internet)
     pystac.validation.validate_dict(item_dict, extensions=[])
