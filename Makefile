@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean constraints
+.PHONY: demo demo-geo test lint format clean constraints
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m jobs.demo
+
+# the same with georeferenced scenes (GeoTIFF, UTM), exported as COG, GeoParquet and STAC
+demo-geo: $(STAMP)
+	$(BIN)/python -m jobs.demo --geo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
