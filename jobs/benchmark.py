@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only: N photos of 3, 12 and 48 MP at --resize 520 through the job: the inference actor's time "
         "against the same photos stored at the fed size, and its peak memory",
     )  # fmt: skip
+    parser.add_argument(
+        "--exports", type=int, default=0, metavar="N",
+        help="only: N georeferenced masks of --size px exported as cog, geoparquet, cog+stac and all: images/s, "
+        "polygons/s, CPU-ms per image",
+    )  # fmt: skip
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -116,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:<29} actor task {task:.1f} s, call {call:.1f} s, model {model:.1f} s, peak {peak:.0f} MiB")
         task, call = (result[f"actor_{k}_seconds_12mp_over_fed"] for k in ("task", "call"))
         print(f"12 MP / fed size: actor task time x{task:.2f}, call time x{call:.2f}")
+    elif args.exports:
+        from pipeline.bench.exports import export_benchmark
+
+        log = lambda line: print(line, flush=True)  # noqa: E731
+        result = export_benchmark(args.workdir, args.exports, args.size, args.num_cpus, log=log)
     elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow.fs as pafs
 import pytest
 from test_formats import NAMES, UTM, WGS84, scene_mask
 
 from jobs.export import main
+from pipeline.bench.exports import commit_masks
 from pipeline.io import lease
 from pipeline.io.exports.georef import file_stem
-from pipeline.io.schema import RunInfo
-from pipeline.io.sink import MaskTableSink
-from pipeline.stages.postprocess import encode_png
 
 ROWS = {  # image id -> (crs, geotransform, status)
     "utm-a": (*UTM, "ok"),
@@ -29,25 +26,9 @@ ROWS = {  # image id -> (crs, geotransform, status)
 def masks_table(root: str) -> dict[str, np.ndarray]:
     """A committed masks table (the sink's own commit) of ``ROWS``; returns the masks by image id."""
     masks = {image_id: scene_mask(120 + 10 * k, 160, seed=k) for k, image_id in enumerate(ROWS)}
-    ok = np.array([status == "ok" for *_, status in ROWS.values()])
-    batch = {
-        "image_id": np.array(list(ROWS), dtype=object),
-        "source": np.array([f"/in/{i}.tif" for i in ROWS], dtype=object),
-        "source_version": np.array([None] * len(ROWS), dtype=object),
-        "frame": np.full(len(ROWS), -1, np.int32),
-        "status": np.where(ok, "ok", "error").astype(object),
-        "error": np.array([None if good else "corrupt" for good in ok], dtype=object),
-        "height": np.array([m.shape[0] for m in masks.values()], np.int32),
-        "width": np.array([m.shape[1] for m in masks.values()], np.int32),
-        "mask_png": np.array([encode_png(m) for m in masks.values()], dtype=object),
-        "class_pixels": np.array([np.bincount(m[m != 255], minlength=len(NAMES)) for m in masks.values()]),
-        "class_confidence": np.full((len(ROWS), len(NAMES)), 0.5),
-        "crs": np.array([crs for crs, *_ in ROWS.values()], dtype=object),
-        "geotransform": np.array([t or [np.nan] * 6 for _, t, _ in ROWS.values()], float),
-        "node": np.array(["n1"] * len(ROWS), dtype=object),
-    }
-    sink = MaskTableSink(pafs.LocalFileSystem(), root, RunInfo("20261127T051234Z-ab", "m", None, tuple(NAMES)), 1000)
-    sink._commit(batch)
+    georefs = {image_id: (crs, transform) for image_id, (crs, transform, _) in ROWS.items()}
+    failed = frozenset(i for i, (*_, status) in ROWS.items() if status != "ok")
+    commit_masks(root, masks, georefs, tuple(NAMES), failed)
     return masks
 
 
