@@ -12,10 +12,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.names import MODEL_NAMES, WEIGHTS_NAMES
 
 from .formats.rasters import RasterOptions
-from .io.exports import FORMATS, parse_formats
 
 MAX_BYTES = 2 * 1024**3  # a 2 GiB input: far above any photo, scan or slide tile a decode task holds
 PIL_DEFAULT_MAX_PIXELS = 89_478_485
+
+
+# export format -> whether a row needs a CRS and a geotransform to be exported in it
+FORMATS = {"cog": True, "geoparquet": True, "stac": True}
+
+
+def parse_formats(value: str | list[str]) -> list[str]:
+    """``cog,stac`` or ``all`` -> the formats in a stable order; ``stac`` brings ``cog`` (its asset).
+
+    Raises:
+        ValueError: an unknown name, with the known ones.
+    """
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    if "all" in names:
+        names = list(FORMATS)
+    unknown = sorted(set(names) - set(FORMATS))
+    if unknown or not names:
+        raise ValueError(
+            f"unknown export format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)} or all"
+        )
+    if "stac" in names:
+        names.append("cog")
+    return [f for f in FORMATS if f in names]
 
 
 class ConfigError(ValueError):

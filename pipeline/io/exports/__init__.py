@@ -6,24 +6,6 @@ reader sees each one whole or not at all; ``batch`` is the Ray Data stage that w
 
 from __future__ import annotations
 
-# format -> whether a row needs a CRS and a geotransform to be exported in it
-FORMATS = {"cog": True, "geoparquet": True, "stac": True}
+from ...config import FORMATS, parse_formats  # the formats are options of the config: defined there
 
-
-def parse_formats(value: str | list[str]) -> list[str]:
-    """``cog,stac`` or ``all`` -> the formats in a stable order; ``stac`` brings ``cog`` (its asset).
-
-    Raises:
-        ValueError: an unknown name, with the known ones.
-    """
-    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
-    if "all" in names:
-        names = list(FORMATS)
-    unknown = sorted(set(names) - set(FORMATS))
-    if unknown or not names:
-        raise ValueError(
-            f"unknown export format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)} or all"
-        )
-    if "stac" in names:
-        names.append("cog")
-    return [f for f in FORMATS if f in names]
+__all__ = ["FORMATS", "parse_formats"]
