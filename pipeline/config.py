@@ -15,14 +15,15 @@ from .formats.rasters import RasterOptions
 
 MAX_BYTES = 2 * 1024**3  # a 2 GiB input: far above any photo, scan or slide tile a decode task holds
 PIL_DEFAULT_MAX_PIXELS = 89_478_485
+SCENE_PIXELS = 64 * 1024**2  # 8192 x 8192: see BENCHMARKS.md, tiles as rows
 
 
 # export format -> whether a row needs a CRS and a geotransform to be exported in it
-FORMATS = {"cog": True, "geoparquet": True, "stac": True}
+FORMATS = {"cog": True, "geoparquet": True, "stac": True, "dicom-seg": False, "hf": False, "coco": False}
 
 
 def parse_formats(value: str | list[str]) -> list[str]:
-    """``cog,stac`` or ``all`` -> the formats in a stable order; ``stac`` brings ``cog`` (its asset).
+    """``cog,stac`` or ``all`` (every format) -> the formats in ``FORMATS`` order; ``stac`` brings ``cog`` (its asset).
 
     Raises:
         ValueError: an unknown name, with the known ones.
@@ -146,6 +147,19 @@ class RunConfig(Shared):
     )
     tile_size: int = Field(1024, ge=64, description="images with a side above this many pixels are segmented in tiles")
     tile_overlap: int = Field(128, ge=0, description="pixels shared by neighbouring tiles; cover the receptive field")
+    scene_pixels: int = Field(
+        SCENE_PIXELS,
+        ge=0,
+        description="a tiled TIFF/COG/BigTIFF/slide above this many pixels is read by window as tile rows spread "
+        "over the pool, its mask a tiled raster at mask_uri (0: never; --max-pixels does not apply to it)",
+    )
+    level: int = Field(
+        0, ge=0, description="pyramid level of tiled TIFFs and slides to segment (0: full size; above 0 every "
+        "tiled TIFF is read by window at that level)",
+    )  # fmt: skip
+    scene_tile_rows: int = Field(
+        8, gt=0, description="rows of tiles one read task of a scene reads (each task re-reads one overlap)"
+    )
     bands: list[int] | None = Field(None, description="1-based bands of a multi-band TIFF used as R,G,B, e.g. 3,2,1")
     value_range: list[float] | None = Field(
         None, description="low,high values mapped to 0..255 for 16-bit/float rasters; default a percentile stretch"

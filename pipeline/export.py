@@ -3,7 +3,7 @@
 ``plan`` reads only the small columns of ``masks/`` and what ``exports/`` holds already; when
 nothing is new, Ray never starts. Otherwise the masks files with work in them are read by Ray Data
 and each batch is exported by ``export_batch`` (files committed one by one). Last, the STAC
-collection and ``exports/_manifest.json`` are rewritten.
+collection and this export's COCO JSON document are written, and ``exports/_manifest.json`` rewritten.
 """
 
 from __future__ import annotations
@@ -20,14 +20,38 @@ import pyarrow.parquet as pq
 
 from .config import ConfigError, ExportConfig
 from .io import lease
-from .io.exports import FORMATS, ledger, stac
+from .io.exports import FORMATS, coco, ledger, stac
 from .io.exports.batch import COLUMNS, ExportJob, export_batch
 from .io.exports.georef import file_stem
+from .io.exports.labels import dicom_skip
 from .io.output import list_parquet
-from .io.schema import class_names, read_metadata
-from .io.storage import arrow_fs, fsspec_fs, with_s3_defaults
+from .io.schema import MODEL_KEY, RUN_ID_KEY, class_names, read_metadata
+from .io.storage import arrow_fs, fsspec_fs, s3_options, with_s3_defaults
 
 MAX_ERRORS = 200  # errors listed in the manifest; the counts cover all
+# summary key -> why a row is not exported in a format (never an error): what the summary prints
+SKIPPED = {
+    "skipped_no_crs": "no CRS",
+    "skipped_not_dicom": "not DICOM",
+    "skipped_in_parquet": "source inside a Parquet file",
+}
+
+
+def skip_keys(fmt: str) -> tuple[str, ...]:
+    """The ``SKIPPED`` keys that ``fmt``'s summary counts (every one, zero or not)."""
+    if FORMATS[fmt]:
+        return ("skipped_no_crs",)
+    return ("skipped_not_dicom", "skipped_in_parquet") if fmt == "dicom-seg" else ()
+
+
+def skipped(fmt: str, crs: str | None, source: str) -> str | None:
+    """Why a row is not exported in ``fmt`` (a ``SKIPPED`` key), from the masks table alone; None: export it.
+
+    A source named like a DICOM file may still not be one: the export task reads it and may skip it too.
+    """
+    if FORMATS[fmt]:
+        return None if crs else "skipped_no_crs"
+    return dicom_skip(source) if fmt == "dicom-seg" else None
 
 
 @dataclass
@@ -36,19 +60,20 @@ class Plan:
 
     todo: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> formats still needed
     files: list[str] = field(default_factory=list)  # masks files holding those images
-    counts: dict[str, Counter] = field(default_factory=dict)  # format -> already / skipped_no_crs
+    counts: dict[str, Counter] = field(default_factory=dict)  # format -> already / a SKIPPED key
     rows: int = 0
     segmentation_errors: int = 0
 
 
 def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -> Plan:
-    """Which committed ok rows still need which format; rows without a CRS are counted, not exported."""
+    """Which committed ok rows still need which format; rows ``skipped`` are counted, not exported."""
     done = {fmt: ledger.exported(fs, root, fmt) for fmt in formats}
     found = Plan(counts={fmt: Counter() for fmt in formats})
+    columns = ["image_id", "status", "crs", "source"]
     for path in masks:
-        table = pq.read_table(path, columns=["image_id", "status", "crs"], filesystem=fs)
+        table = pq.read_table(path, columns=columns, filesystem=fs)
         found.rows += table.num_rows
-        for image_id, status, crs in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
+        for image_id, status, crs, source in zip(*(table[c].to_pylist() for c in columns), strict=True):
             if status != "ok":
                 found.segmentation_errors += 1
                 continue
@@ -56,8 +81,8 @@ def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -
             for fmt in formats:
                 if stem in done[fmt]:
                     found.counts[fmt]["already"] += 1
-                elif FORMATS[fmt] and not crs:
-                    found.counts[fmt]["skipped_no_crs"] += 1
+                elif why := skipped(fmt, crs, source):
+                    found.counts[fmt][why] += 1
                 else:
                     needed.append(fmt)
             if needed:
@@ -102,11 +127,13 @@ def _export_holding_lease(config: ExportConfig, fs: pafs.FileSystem, root: str, 
 
         init_ray(config.ray_address, config.num_cpus)  # only now: an export with nothing new never starts Ray
         job = ExportJob(fs, root, run_id, names, work.todo, config.min_area, config.simplify,
-                        {k.encode(): v.encode() for k, v in meta.items()})  # fmt: skip
+                        {k.encode(): v.encode() for k, v in meta.items()}, s3_options(config))  # fmt: skip
         results = _run(job, work.files, config.batch_size)
     if "stac" in config.to:
-        update_collection(fs, root, [json.loads(r["item"]) for r in results if r["item"]], names)
+        update_collection(fs, root, _items(results, "stac"), names)
     record = summary(config, work, results, run_id, started)
+    if "coco" in config.to:
+        record["coco_json"] = write_coco(fs, root, run_id, _items(results, "coco"), names, meta)
     write_manifest(fs, root, run_id, record)
     fs.delete_dir_contents(f"{root}/exports/_staging", missing_dir_ok=True)
     return record
@@ -118,6 +145,41 @@ def _run(job: ExportJob, files: list[str], batch_size: int) -> list[dict]:
     ds = ray.data.read_parquet(files, filesystem=job.fs, columns=COLUMNS, include_paths=True)
     exported = ds.map_batches(export_batch, fn_kwargs={"job": job}, batch_size=batch_size, batch_format="pyarrow")
     return exported.take_all()
+
+
+def _items(results: list[dict], fmt: str) -> list[dict]:
+    return [json.loads(r["item"]) for r in results if r["format"] == fmt and r["item"]]
+
+
+def write_coco(
+    fs: pafs.FileSystem, root: str, run_id: str, records: list[dict], names: list[str], meta: dict[str, str]
+) -> str | None:
+    """``exports/coco/_coco-<run_id>.json``: the images this export wrote to ``coco`` and their annotations.
+
+    The leading ``_`` keeps Parquet readers of the folder (``pd.read_parquet("exports/coco")``) off it,
+    as they keep off ``_metadata``; a JSON file among the part files would fail them.
+
+    Args:
+        fs: pyarrow filesystem of the output.
+        root: the output folder inside ``fs``.
+        run_id: this export's id.
+        records: ``{"image": ..., "annotations": [...]}`` per image, as the export tasks return them.
+        names: class names by class id (every class is a category).
+        meta: the masks table's ``fcn.*`` metadata (model and segment run in the document's ``info``).
+
+    Returns:
+        The document's path inside the output, or None when this export wrote no image to ``coco``.
+    """
+    if not records:
+        return None
+    records = sorted(records, key=lambda r: r["image"]["image_id"])
+    info = {"fcn_export_run_id": run_id, "fcn_model": meta.get(MODEL_KEY), "fcn_run_id": meta.get(RUN_ID_KEY)}
+    document = coco.coco_document(
+        [r["image"] for r in records], [a for r in records for a in r["annotations"]], names, info=info
+    )
+    path = f"exports/coco/_coco-{run_id}.json"
+    ledger.commit(fs, root, run_id, f"{root}/{path}", json.dumps(document).encode())
+    return path
 
 
 def update_collection(fs: pafs.FileSystem, root: str, new_items: list[dict], names: list[str]) -> None:
@@ -139,18 +201,22 @@ def update_collection(fs: pafs.FileSystem, root: str, new_items: list[dict], nam
 
 
 def summary(config: ExportConfig, work: Plan, results: list[dict], run_id: str, started: float) -> dict:
-    """This export's record: counts per format, polygons, errors (the first ``MAX_ERRORS``), time."""
+    """This export's record: counts per format (skips by reason, polygons, annotations), errors (the first
+    ``MAX_ERRORS``), time. A row the task skipped (a source that is no DICOM file) counts with the plan's skips."""
     formats = {}
     for fmt in config.to:
         mine = [r for r in results if r["format"] == fmt]
+        skips = work.counts[fmt] + Counter(r["skipped"] for r in mine if r["skipped"])
         formats[fmt] = {
-            "exported": sum(r["ok"] for r in mine),
+            "exported": sum(r["ok"] and not r["skipped"] for r in mine),
             "already": work.counts[fmt]["already"],
-            "skipped_no_crs": work.counts[fmt]["skipped_no_crs"],
+            **{key: skips[key] for key in skip_keys(fmt)},
             "errors": sum(not r["ok"] for r in mine),
         }
         if fmt == "geoparquet":
             formats[fmt]["polygons"] = sum(r["polygons"] or 0 for r in mine)
+        if fmt == "coco":
+            formats[fmt]["annotations"] = sum(r["annotations"] or 0 for r in mine)
     seconds = time.time() - started
     errors = [{k: r[k] for k in ("image_id", "format", "error")} for r in results if not r["ok"]]
     return {

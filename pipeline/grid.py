@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+# a tile row of a scene carries where it lies (``tile`` column); every other row carries NO_TILE
+TILE_FIELDS = ("scene_height", "scene_width", "y0", "y1", "x0", "x1", "oy0", "oy1", "ox0", "ox1", "index", "count")
+NO_TILE = np.full(len(TILE_FIELDS), -1, np.int64)
+
 
 @dataclass(frozen=True)
 class Tile:

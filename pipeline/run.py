@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import time
 from collections import Counter
@@ -22,9 +23,11 @@ from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
+from .io.scenes import find_scenes, read_scene_tiles, scene_tasks
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
+from .io.stitch import pending_scenes, stitch_scene
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
 from .stages.decode import decode_batch
@@ -35,6 +38,9 @@ DECODE_MEMORY_BYTES = 768 * 1024**2  # measured: 450-600 MiB per decode task of 
 # encoding asks for less CPU than writing, so Ray does not fuse it into the write tasks: those wait for
 # --rows-per-file rows, and fused, every mask would wait there decoded (12 MB each at 12 MP) until then
 FINISH_CPUS = 0.5  # in batches of --decode-batch-size: fewer tasks, less of Ray's per-task work
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,15 +127,20 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
     write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
     results, segmented = [], None
     todo = None if listing is None else pc.sum(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py() or 0
+    scenes = scene_reads(config, listing, committed) if todo else []
+    if scenes:
+        log.info("%d scenes read by window as tile rows", len({t["image_id"] for t in scenes}))
     if todo is None or todo > 0:
         init_ray(config.ray_address, config.num_cpus)  # only now: a rerun with nothing new never starts Ray
         sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                              config.rows_per_file)  # fmt: skip
-        resources = actor_resources(config, todo)
+        # a scene is as much work as its tiles: the pool is sized by them
+        tiles = sum(t["tiles"] for t in scenes) - len({t["image_id"] for t in scenes})
+        resources = actor_resources(config, None if todo is None else todo + tiles)
         config = with_batch_size(config, resources["num_gpus"])
-        segmented = segment_chain(config, plan, resources, committed, listing)
+        segmented = segment_chain(config, plan, resources, committed, listing, scenes)
         segmented.write_datasink(sink)
-        results = sink.results
+        results = sink.results + stitch_scenes(out_fs, root, config.output, sink.run)
     record = run_record(config, plan, started, committed, results, segmented)
     record["counts"]["retried"] = retried
     record["pool_started"] = segmented is not None
@@ -160,8 +171,35 @@ def resume_set(
     return rows["image_id"].filter(pc.invert(redo)).combine_chunks(), retried
 
 
+def scene_reads(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[dict]:
+    """The read tasks of the listed, uncommitted scenes (``io/scenes``): tiles as rows."""
+    if listing is None or not listing.sizes:
+        return []
+    scheme = "s3://" if is_s3(config.input) else ""
+    todo = pc.invert(pc.is_in(listing.ids, value_set=committed)).to_pylist()
+    picked = [(p, s) for p, s, t in zip(listing.paths, listing.sizes, todo, strict=True) if t]
+    found = find_scenes([p for p, _ in picked], [s for _, s in picked], scheme, config)
+    ids = dict(zip(listing.paths, listing.ids.to_pylist(), strict=True))
+    versions = dict(zip(listing.paths, listing.versions.to_pylist(), strict=True))
+    return [task for path, info in found.items() for task in scene_tasks(path, ids[path], versions[path], info, config)]
+
+
+def stitch_scenes(out_fs: pafs.FileSystem, root: str, output_uri: str, run: RunInfo) -> list[dict]:
+    """Stitch every scene whose tiles are all written, in parallel Ray tasks; their commit records."""
+    scenes = pending_scenes(out_fs, root)
+    if not scenes:
+        return []
+    task = ray.remote(num_cpus=1, max_retries=2)(stitch_scene)
+    return ray.get([task.remote(out_fs, root, output_uri, scene, run) for scene in scenes])
+
+
 def segment_chain(
-    config: RunConfig, plan: Plan, resources: dict, committed: pa.Array, listing: Listing | None = None
+    config: RunConfig,
+    plan: Plan,
+    resources: dict,
+    committed: pa.Array,
+    listing: Listing | None = None,
+    scenes: list[dict] = (),
 ) -> ray.data.Dataset:
     """read -> (drop committed) -> decode -> segment -> postprocess, as one chained Ray Data expression.
 
@@ -178,7 +216,10 @@ def segment_chain(
     decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
     # reading asks for decoding's memory, so that Ray fuses the two: the bytes go straight to the decoder
     # in one task instead of through the object store and a second task
-    decoded = read_inputs(config, committed, listing, memory=DECODE_MEMORY_BYTES).map_batches(
+    skip = (
+        pa.concat_arrays([committed, pa.array([t["image_id"] for t in scenes], pa.string())]) if scenes else committed
+    )
+    decoded = read_inputs(config, skip, listing, memory=DECODE_MEMORY_BYTES).map_batches(
         decode_batch,
         fn_kwargs=decode_args,
         batch_size=config.decode_batch_size,
@@ -187,6 +228,13 @@ def segment_chain(
         # fusing decoding into the inference actors: it stays in CPU tasks beside them
         memory=DECODE_MEMORY_BYTES,
     )
+    if scenes:  # huge scenes: read by window in their own tasks, their tiles spread over the whole pool
+        scheme = "s3://" if is_s3(config.input) else ""
+        tiles = ray.data.from_items(list(scenes), override_num_blocks=len(scenes)).map_batches(
+            read_scene_tiles, fn_kwargs={"config": config, "scheme": scheme}, batch_size=1, batch_format="numpy",
+            memory=DECODE_MEMORY_BYTES,
+        )  # fmt: skip
+        decoded = decoded.union(tiles)
     # frames of a multi-frame file are committed as ``id#k``: resume drops them one by one
     frames = pc.filter(committed, pc.match_substring(committed, "#")) if len(committed) else committed
     if len(frames):

@@ -30,6 +30,8 @@ def commit_masks(
     georefs: dict[str, tuple[str | None, list[float] | None]],
     class_names: tuple[str, ...] = CLASSES,
     failed: frozenset[str] = frozenset(),
+    sources: dict[str, str] | None = None,
+    frames: dict[str, int] | None = None,
 ) -> None:
     """Commit ``masks`` as one masks/class_stats file pair, as a segment run's sink would.
 
@@ -39,15 +41,18 @@ def commit_masks(
         georefs: image id -> ``(crs, geotransform)`` (``(None, None)`` for an image without).
         class_names: names by class id.
         failed: ids committed as error rows instead.
+        sources: image id -> source URI (default ``/in/<id>.tif``).
+        frames: image id -> 0-based frame of a multi-frame source (default none).
     """
     ids = list(masks)
     ok = np.array([i not in failed for i in ids])
     n = len(class_names)
+    sources, frames = sources or {}, frames or {}
     batch = {
         "image_id": np.array(ids, dtype=object),
-        "source": np.array([f"/in/{i}.tif" for i in ids], dtype=object),
+        "source": np.array([sources.get(i, f"/in/{i}.tif") for i in ids], dtype=object),
         "source_version": np.array([None] * len(ids), dtype=object),
-        "frame": np.full(len(ids), -1, np.int32),
+        "frame": np.array([frames.get(i, -1) for i in ids], np.int32),
         "status": np.where(ok, "ok", "error").astype(object),
         "error": np.array([None if good else "corrupt" for good in ok], dtype=object),
         "height": np.array([m.shape[0] for m in masks.values()], np.int32),

@@ -94,16 +94,34 @@ def prepare(fs: pafs.FileSystem, root: str, mode: str) -> None:
     """
     check_mode(fs, root, mode)
     if mode == "overwrite":
-        for folder in (*TABLES, "_staging"):
+        for folder in (*TABLES, "_staging", "_tiles", "scenes"):
             fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)
         if fs.get_file_info(f"{root}/{MANIFEST}").is_file:
             fs.delete_file(f"{root}/{MANIFEST}")
         return
     fs.delete_dir_contents(f"{root}/_staging", missing_dir_ok=True)
+    fs.delete_dir_contents(f"{root}/_tiles", missing_dir_ok=True)  # a killed run's tiles: its scenes are redone
+    _remove_orphan_scenes(fs, root)
     committed = {p.rsplit("/", 1)[-1] for p in list_parquet(fs, f"{root}/masks")}
     for orphan in list_parquet(fs, f"{root}/class_stats"):
         if orphan.rsplit("/", 1)[-1] not in committed:
             fs.delete_file(orphan)
+
+
+def _remove_orphan_scenes(fs: pafs.FileSystem, root: str) -> None:
+    """Delete scene rasters no committed row points to (a run killed between moving one and its row)."""
+    selector = pafs.FileSelector(f"{root}/scenes", allow_not_found=True)
+    rasters = [i for i in fs.get_file_info(selector) if i.is_file]
+    masks = list_parquet(fs, f"{root}/masks")
+    if not rasters:
+        return
+    ids = set()
+    if masks:
+        table = pads.dataset(masks, filesystem=fs, format="parquet").to_table(columns=["image_id"])
+        ids = set(table["image_id"].to_pylist())
+    for info in rasters:
+        if info.base_name.removesuffix(".tif") not in ids:
+            fs.delete_file(info.path)
 
 
 def read_manifest(fs: pafs.FileSystem, root: str) -> dict:

@@ -24,6 +24,7 @@ MASKS_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("mask_png", pa.binary()),
+        ("mask_uri", pa.string()),  # a scene's tiled raster (tiles as rows), where mask_png is null
         ("class_pixels", pa.list_(pa.int64())),
         ("crs", pa.string()),
         ("geotransform", pa.list_(pa.float64())),

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data import Datasink
@@ -31,6 +32,7 @@ def masks_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
         "height": pa.array(batch["height"], pa.int32(), mask=~ok),
         "width": pa.array(batch["width"], pa.int32(), mask=~ok),
         "mask_png": [m if good else None for m, good in zip(batch["mask_png"], ok, strict=True)],
+        "mask_uri": strings(batch["mask_uri"]).tolist() if "mask_uri" in batch else [None] * n,
         "class_pixels": pixels,
         "crs": strings(batch["crs"]).tolist(),
         "geotransform": [None if np.isnan(g).any() else g.tolist() for g in np.asarray(batch["geotransform"], float)],
@@ -97,7 +99,15 @@ class MaskTableSink(Datasink[dict]):
             return self._commit(BlockAccessor.for_block(table).to_batch_format("numpy"))
 
     def _commit(self, batch: dict[str, np.ndarray]) -> dict:
-        """Stage both tables of ``batch``, then move them into place (class_stats first, masks last)."""
+        """Stage both tables of ``batch``, then move them into place (class_stats first, masks last).
+
+        Tile rows of scenes (``tile`` set) go to ``_tiles/`` instead, to be stitched (``io/stitch``).
+        """
+        if "tile" in batch and (tiles := batch["tile"][:, 0] >= 0).any():
+            pieces = commit_tiles(self.fs, self.root, self.run.run_id, {k: v[tiles] for k, v in batch.items()})
+            batch = {k: v[~tiles] for k, v in batch.items()}
+            if not len(batch["image_id"]):
+                return {"files": [], "rows": 0, "ok": 0, "errors": 0, "nodes": {}, "tiles": pieces}
         masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
         # named by content: a retried write task rewrites the same file instead of adding a twin
         digest = hashlib.sha256("\n".join(sorted(batch["image_id"].tolist())).encode()).hexdigest()[:16]
@@ -113,3 +123,53 @@ class MaskTableSink(Datasink[dict]):
         nodes, counts = np.unique(batch["node"].astype(str), return_counts=True)
         rows_by_node = dict(zip(nodes.tolist(), counts.tolist(), strict=True))
         return {"files": files, "rows": masks.num_rows, "ok": ok, "errors": masks.num_rows - ok, "nodes": rows_by_node}
+
+
+TILES_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),  # the scene's
+        ("source", pa.string()),
+        ("source_version", pa.string()),
+        ("crs", pa.string()),
+        ("geotransform", pa.list_(pa.float64())),
+        ("error", pa.string()),
+        ("tile", pa.list_(pa.int64())),  # grid.TILE_FIELDS
+        ("mask_png", pa.binary()),  # the tile's window; 255 outside the region it owns
+        ("class_pixels", pa.list_(pa.int64())),
+        ("confidence_sum", pa.list_(pa.float64())),
+    ]
+)
+
+
+def commit_tiles(fs: pafs.FileSystem, root: str, run_id: str, batch: dict[str, np.ndarray]) -> int:
+    """Write tile rows under ``_tiles/<scene id>/`` (staged, then moved; named by content); return how many."""
+    errors = reasons(batch["error"])
+    pixels = np.asarray(batch["class_pixels"], np.int64)
+    sums = np.nan_to_num(np.asarray(batch["class_confidence"], np.float64)) * pixels
+    table = pa.table(
+        {
+            "image_id": batch["image_id"].tolist(),
+            "source": batch["source"].tolist(),
+            "source_version": strings(batch["source_version"]).tolist(),
+            "crs": strings(batch["crs"]).tolist(),
+            "geotransform": [
+                None if np.isnan(g).any() else g.tolist() for g in np.asarray(batch["geotransform"], float)
+            ],
+            "error": errors.tolist(),
+            "tile": np.asarray(batch["tile"], np.int64).tolist(),
+            "mask_png": [m if e is None else None for m, e in zip(batch["mask_png"], errors, strict=True)],
+            "class_pixels": pixels.tolist(),
+            "confidence_sum": sums.tolist(),
+        },
+        schema=TILES_SCHEMA,
+    )
+    for scene in np.unique(batch["image_id"].astype(str)):
+        part = table.filter(pc.equal(table["image_id"], scene))
+        index = sorted(t[10] for t in part["tile"].to_pylist())
+        digest = hashlib.sha256(",".join(map(str, index)).encode()).hexdigest()[:16]
+        staged = f"{root}/_staging/{run_id}/tiles-{scene}-{digest}.parquet"
+        fs.create_dir(f"{root}/_staging/{run_id}", recursive=True)
+        pq.write_table(part, staged, filesystem=fs, compression="zstd")
+        fs.create_dir(f"{root}/_tiles/{scene}", recursive=True)
+        fs.move(staged, f"{root}/_tiles/{scene}/part-{digest}.parquet")
+    return table.num_rows

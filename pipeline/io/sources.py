@@ -50,6 +50,7 @@ class Listing:
     paths: list[str]
     ids: pa.Array
     versions: pa.Array
+    sizes: list[int] | None = None
 
 
 def list_inputs(config: RunConfig) -> Listing | None:
@@ -64,7 +65,8 @@ def list_inputs(config: RunConfig) -> Listing | None:
         raise ConfigError([f"--input {config.input}: no image files in it ({names}); check the path"])
     paths = [i.path for i in infos]
     versions = [f"size={i.size};mtime_ns={i.mtime_ns}" if i.mtime_ns is not None else f"size={i.size}" for i in infos]
-    return Listing(paths, pa.array([image_id(scheme + p) for p in paths], pa.string()), pa.array(versions, pa.string()))
+    ids = pa.array([image_id(scheme + p) for p in paths], pa.string())
+    return Listing(paths, ids, pa.array(versions, pa.string()), [i.size for i in infos])
 
 
 def read_inputs(

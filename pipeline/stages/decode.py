@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from ..formats.jpeg import actor_size, shorter_side_size
 from ..formats.rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
+from ..grid import NO_TILE
 from ..probe import probed
 from ..rows import failed
 
@@ -38,6 +39,7 @@ COLUMNS = (
     "geotransform",
     "error",
     "jpeg",
+    "tile",
 )
 
 
@@ -134,6 +136,7 @@ def _append_frame(
     rows["geotransform"].append(NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform))
     rows["error"].append(error)
     rows["jpeg"].append(blob if size is not None else b"")
+    rows["tile"].append(NO_TILE)  # a whole image, not a tile of a scene (io/scenes)
 
 
 def _columns(rows: dict[str, list]) -> dict[str, np.ndarray]:
@@ -142,6 +145,7 @@ def _columns(rows: dict[str, list]) -> dict[str, np.ndarray]:
     for key, dtype in (("frame", np.int32), ("height", np.int32), ("width", np.int32)):
         out[key] = np.asarray(rows[key], dtype)
     out["geotransform"] = np.stack(rows["geotransform"]) if rows["geotransform"] else np.zeros((0, 6))
+    out["tile"] = np.stack(rows["tile"]) if rows["tile"] else np.zeros((0, len(NO_TILE)), np.int64)
     return out
 
 

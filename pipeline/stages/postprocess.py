@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from ..grid import NO_TILE
 from ..probe import probed
 from ..rows import reasons
 
@@ -51,4 +52,5 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "frame": batch["frame"],
         "crs": batch["crs"],
         "geotransform": batch["geotransform"],
+        "tile": batch["tile"] if "tile" in batch else np.tile(NO_TILE, (len(ok), 1)),
     }

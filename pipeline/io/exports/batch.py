@@ -1,8 +1,9 @@
 """The export stage: a Ray Data batch of committed masks rows -> the files of every format asked for.
 
 Each row is exported in the formats its image still lacks; a row that fails (a broken CRS, an
-unreadable mask) becomes an error result and is tried again by the next export. The result rows
-(``RESULT``) go back to the driver for the summary and the STAC collection.
+unreadable mask or DICOM source) becomes an error result and is tried again by the next export. Only
+the GIS formats need the row's CRS; the label formats (``labels``) do not. The result rows (``RESULT``)
+go back to the driver for the summary, the STAC collection and the COCO JSON document.
 """
 
 from __future__ import annotations
@@ -16,21 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ...config import FORMATS
 from . import cog, geoparquet, ledger, stac
 from .georef import ExportError, Georef, file_stem, georef, read_mask
+from .labels import LABEL_FORMATS, Labels
+from .results import RESULT, reason, result
 
-COLUMNS = ["image_id", "source", "status", "height", "width", "mask_png", "class_pixels", "crs", "geotransform",
-           "model", "run_id"]  # fmt: skip
-RESULT = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("format", pa.string()),
-        ("ok", pa.bool_()),
-        ("error", pa.string()),
-        ("polygons", pa.int64()),
-        ("item", pa.string()),  # a new STAC item (JSON), for the collection
-    ]
-)
+COLUMNS = ["image_id", "source", "frame", "status", "height", "width", "mask_png", "class_pixels", "crs",
+           "geotransform", "model", "weights_sha256", "run_id"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,6 +40,7 @@ class ExportJob:
         min_area: GeoParquet regions below this area (CRS units squared) are left out.
         simplify: GeoParquet simplification tolerance in CRS units (0: pixel outlines).
         metadata: ``fcn.*`` key-value metadata of the masks table, copied into table exports.
+        source_options: fsspec options for ``s3://`` sources (``storage_options``), to read DICOM sources.
     """
 
     fs: pafs.FileSystem
@@ -56,6 +51,7 @@ class ExportJob:
     min_area: float = 0.0
     simplify: float = 0.0
     metadata: dict[bytes, bytes] = field(default_factory=dict)
+    source_options: dict = field(default_factory=dict)
 
 
 def export_batch(batch: pa.Table, job: ExportJob) -> pa.Table:
@@ -63,32 +59,44 @@ def export_batch(batch: pa.Table, job: ExportJob) -> pa.Table:
     results: list[dict] = []
     polygons: dict[str, tuple[Georef, list[str], list[dict]]] = {}  # crs code -> (georef, ids, regions)
     confidence = _confidence(job, batch)
+    labels = Labels(job)
     for row in batch.select([c for c in COLUMNS if c in batch.column_names]).to_pylist():
         wanted = job.todo.get(row["image_id"], ())
+        if not wanted:  # exported already in every format asked for (a masks file holds done and new rows)
+            continue
         try:
-            geo = georef(row["crs"], row["geotransform"])
-            if geo is None:
-                raise ExportError("no CRS (the source is not georeferenced)")
             mask = read_mask(row["mask_png"], row["height"], row["width"])
         except Exception as exc:  # a broken row: an error of the summary, never a crashed export
-            results += [_result(row["image_id"], fmt, error=_reason(exc)) for fmt in wanted]
+            results += [result(row["image_id"], fmt, error=reason(exc)) for fmt in wanted]
             continue
-        results += _per_image(job, row, geo, mask, wanted)
-        if "geoparquet" in wanted:
+        results += labels.add(row, mask, tuple(f for f in wanted if f in LABEL_FORMATS))
+        gis = tuple(f for f in wanted if FORMATS[f])
+        if not gis:
+            continue
+        try:
+            geo = georef(row["crs"], row["geotransform"])
+            if geo is None:  # plan() skips these; a row is checked again here all the same
+                raise ExportError("no CRS (the source is not georeferenced)")
+        except Exception as exc:
+            results += [result(row["image_id"], fmt, error=reason(exc)) for fmt in gis]
+            continue
+        results += _per_image(job, row, geo, mask, gis)
+        if "geoparquet" in gis:
             try:
                 found = geoparquet.regions(row["image_id"], mask, geo, job.class_names,
                                            confidence.get(row["image_id"], {}), min_area=job.min_area,
                                            simplify=job.simplify)  # fmt: skip
             except Exception as exc:
-                results.append(_result(row["image_id"], "geoparquet", error=_reason(exc)))
+                results.append(result(row["image_id"], "geoparquet", error=reason(exc)))
                 continue
             key = geo.code() or hashlib.sha256(geo.crs.to_wkt().encode()).hexdigest()[:12]
             group = polygons.setdefault(key, (geo, [], []))
             group[1].append(row["image_id"])
             group[2].extend(found)
-            results.append(_result(row["image_id"], "geoparquet", polygons=len(found)))
+            results.append(result(row["image_id"], "geoparquet", polygons=len(found)))
     for key, (geo, ids, found) in polygons.items():
         _write_geoparquet(job, key, geo, ids, found)
+    results += labels.finish()
     return pa.Table.from_pylist(results, schema=RESULT)
 
 
@@ -100,18 +108,18 @@ def _per_image(job: ExportJob, row: dict, geo: Georef, mask, wanted: tuple[str, 
             tags = {"FCN_IMAGE_ID": row["image_id"], "FCN_MODEL": row["model"], "FCN_RUN_ID": row["run_id"]}
             data = cog.cog_bytes(mask, geo, job.class_names, tags)
             ledger.commit(job.fs, job.root, job.run_id, f"{ledger.folder(job.root, 'cog')}/{stem}.tif", data)
-            results.append(_result(row["image_id"], "cog"))
+            results.append(result(row["image_id"], "cog"))
         except Exception as exc:
-            return [_result(row["image_id"], fmt, error=_reason(exc)) for fmt in wanted if fmt != "geoparquet"]
+            return [result(row["image_id"], fmt, error=reason(exc)) for fmt in wanted if fmt != "geoparquet"]
     if "stac" in wanted:
         try:
             item = stac.stac_item(row, geo, stem, job.class_names)
             ledger.commit(
                 job.fs, job.root, job.run_id, f"{ledger.folder(job.root, 'stac')}/{stem}.json", stac.dumps(item)
             )
-            results.append(_result(row["image_id"], "stac", item=json.dumps({**item, "_stem": stem})))
+            results.append(result(row["image_id"], "stac", item=json.dumps({**item, "_stem": stem})))
         except Exception as exc:
-            results.append(_result(row["image_id"], "stac", error=_reason(exc)))
+            results.append(result(row["image_id"], "stac", error=reason(exc)))
     return results
 
 
@@ -143,20 +151,3 @@ def _confidence(job: ExportJob, batch: pa.Table) -> dict[str, dict[int, float]]:
         for image_id, class_id, value in zip(*(table[c].to_pylist() for c in table.column_names), strict=True):
             found.setdefault(image_id, {})[class_id] = value
     return found
-
-
-def _result(
-    image_id: str, fmt: str, *, error: str | None = None, polygons: int | None = None, item: str | None = None
-) -> dict:
-    return {
-        "image_id": image_id,
-        "format": fmt,
-        "ok": error is None,
-        "error": error,
-        "polygons": polygons,
-        "item": item,
-    }
-
-
-def _reason(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"

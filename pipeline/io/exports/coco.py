@@ -43,12 +43,11 @@ def annotations(image_id: str, mask: np.ndarray, class_names: list[str]) -> list
     counts = np.bincount(mask.ravel(), minlength=NODATA + 1)
     counts[NODATA] = 0
     present = np.flatnonzero(counts)
-    # pycocotools encodes column-major masks only; one Fortran-ordered buffer, refilled per class
-    fortran = np.asfortranarray(mask)
+    # pycocotools encodes column-major masks only: one Fortran-ordered buffer, refilled per class
     binary = np.empty(mask.shape, dtype=bool, order="F")
     encoded = []
     for class_id in present:
-        np.equal(fortran, class_id, out=binary)
+        np.equal(mask, class_id, out=binary)
         encoded.append(rle.encode(binary.view(np.uint8)))
     if not encoded:
         return []

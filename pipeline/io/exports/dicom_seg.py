@@ -6,18 +6,19 @@ per class id present in the mask, numbered 1..k in class id order and labelled w
 Label Map Segmentation SOP class (one frame of segment numbers, highdicom >= 0.23); ``"BINARY"`` writes the
 classic Segmentation SOP class (one bit plane per segment) for viewers that do not read label maps yet.
 
-Sources (tried on pydicom's test files and a highdicom-converted enhanced MR):
+Sources (tried on pydicom's test files and a highdicom legacy-converted enhanced MR):
 
 - single-frame images (CT, MR, ...): the SEG references the instance;
 - multi-frame images with per-frame functional groups (enhanced and legacy-converted enhanced CT/MR/PET):
-  the SEG holds the one frame, placed at that frame's plane position and referencing its frame number;
-- multi-frame images without a frame of reference (multi-frame ultrasound, secondary capture): highdicom
-  derives a SEG from one frame only there, so it is built against a one-frame copy of the source's header
-  and the frame number is written into the references afterwards;
+  the SEG holds the one frame, at that frame's plane position, and its derivation names the frame number;
+- images without a frame of reference (ultrasound multi-frame, secondary capture): highdicom derives a SEG
+  from one frame only there and wants functional groups from every multi-frame SOP class, so the SEG is
+  built against a one-frame Secondary Capture copy of the header, and the source's SOP class and frame
+  number are written back into the references; the SEG carries no pixel spacing (see ``_unplaced_header``);
 - multi-frame images with a frame of reference but no functional groups (RT Dose, old-style multi-frame
-  MR/NM) are refused with ``ExportError``: nothing in them says where frame k lies for highdicom to copy.
+  MR/NM) are refused with ``ExportError``: nothing in them says where frame k lies.
 
-UIDs are derived from the masks' ``run_id`` and the source's UIDs (``pydicom.uid.generate_uid`` entropy),
+UIDs are named by the masks' ``run_id`` and the source's UIDs (``2.25.`` + a name-based UUID),
 so exporting the same mask again yields the same instance (a PACS replaces it) and all masks of one source
 series from one run share one SEG series.
 """
@@ -148,9 +149,11 @@ def _segments(classes: list[int], class_names: list[str], algorithm: dict) -> li
 
 
 def _uid(algorithm: dict, *parts) -> str:
-    from pydicom.uid import generate_uid
+    """A UID named by ``parts`` and the run: ``2.25.`` and a name-based (v5) UUID, as DICOM PS3.5 B.2 allows."""
+    import uuid
 
-    return generate_uid(prefix=None, entropy_srcs=["fcn-archive", algorithm["run_id"], *map(str, parts)])
+    name = "/".join(["fcn-archive", algorithm["run_id"], *map(str, parts)])
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, name).int}"
 
 
 def _placement(ds, frames: int, frame: int | None, labels: np.ndarray, what: str):

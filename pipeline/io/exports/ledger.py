@@ -1,9 +1,9 @@
 """What is exported already, and committing an export file: staged, then moved into place whole.
 
-Per-image formats (``cog``, ``stac``) are exported once the image's file exists. A table format
-(``geoparquet``) lists the image ids a file covers in its own key-value metadata (``fcn.exported_ids``),
-so one atomic move commits the rows and the record that those images are done, images without a
-single polygon included.
+Per-image formats (``cog``, ``stac``, ``dicom-seg``) are exported once the image's file exists. A table
+format (``geoparquet``, ``hf``, ``coco``) lists the image ids a file covers in its own key-value metadata
+(``fcn.exported_ids``), so one atomic move commits the rows and the record that those images are done,
+images without a single polygon or annotation included.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from .georef import file_stem
 
 EXPORTED_IDS_KEY = b"fcn.exported_ids"
-SUFFIX = {"cog": ".tif", "stac": ".json"}
-TABLES = ("geoparquet",)
+SUFFIX = {"cog": ".tif", "stac": ".json", "dicom-seg": ".dcm"}
+TABLES = ("geoparquet", "hf", "coco")  # their part files; coco's JSON documents are not the record
 
 
 def folder(root: str, fmt: str) -> str:

@@ -1,0 +1,177 @@
+"""Huge scenes as tile rows: finding them when listing, and reading them window by window in Ray tasks.
+
+A listed TIFF (tiled or striped TIFF, BigTIFF, COG, pyramidal slide) above ``--scene-pixels`` at
+``--level`` (every tiled one when ``--level`` is above 0) is a scene. Each scene becomes read tasks of
+``--scene-tile-rows`` rows of tiles; a task reads its rows of the image band by band (each pixel once,
+but the overlap the next task re-reads) and yields decoded tile rows, the tiling of the in-memory path
+(``grid``): a tile's ``valid`` is its own region only, so its mask and statistics hold exactly the
+pixels it owns, and the overlap only feeds the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+
+import numpy as np
+
+from ..config import RunConfig
+from ..formats.windows import SceneInfo, open_scene, read_rgb, scene_info, scene_range
+from ..grid import axis_windows
+from .storage import fsspec_fs, is_s3
+
+# the columns of a decoded row (``stages/decode``), which tile rows skip to
+DECODED = ("image_id", "source", "source_version", "frame", "height", "width", "image", "valid", "crs",
+           "geotransform", "error", "jpeg")  # fmt: skip
+SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
+PROBE_MIN_BYTES = 4 * 1024**2  # a smaller TIFF is not probed: a 64 MP scene would need under 0.5 bit per pixel
+PROBE_THREADS = 16
+READ_BLOCK = 1024**2  # range requests of scene reads (s3fs' default read-ahead is 50 MB)
+log = logging.getLogger(__name__)
+
+
+def opener(uri: str, config: RunConfig):
+    """``open(path, mode)`` for rasterio: S3 with small range requests, else the local file."""
+    if is_s3(uri):
+        fs = fsspec_fs(uri, config)
+        return lambda path, mode="rb": fs.open(path, mode, block_size=READ_BLOCK, cache_type="readahead")
+    return lambda path, mode="rb": open(path, mode)
+
+
+def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConfig) -> dict[str, SceneInfo]:
+    """The listed files that are scenes, by path, from their headers (a few range requests each).
+
+    Args:
+        paths: listed files (paths inside the input's filesystem).
+        sizes: their sizes in bytes.
+        scheme: ``s3://`` or ``""``.
+        config: ``--scene-pixels``, ``--level`` and the S3 settings.
+    """
+    if not config.scene_pixels and not config.level:
+        return {}
+    candidates = [
+        p for p, size in zip(paths, sizes, strict=True)
+        if p.lower().endswith(SUFFIXES) and (size >= PROBE_MIN_BYTES or config.level)
+    ]  # fmt: skip
+
+    def probe(path: str) -> SceneInfo | None:
+        uri = scheme + path
+        try:
+            with open_scene(uri, opener(uri, config), config.level) as src:
+                info = scene_info(src, config.level)
+        except Exception:  # not a raster GDAL reads, or no such level: the whole-file path says why
+            return None
+        large = config.scene_pixels and info.height * info.width > config.scene_pixels
+        return info if large or (config.level and info.tiled) else None
+
+    with ThreadPoolExecutor(PROBE_THREADS) as pool:
+        found = dict(zip(candidates, pool.map(probe, candidates), strict=True))
+    scenes = {p: info for p, info in found.items() if info is not None}
+    for path, info in scenes.items():
+        log.info("scene %s: %dx%d at level %d, read by window as tile rows", path, info.width, info.height, info.level)
+    return scenes
+
+
+def scene_tasks(path: str, image_id: str, version: str | None, info: SceneInfo, config: RunConfig) -> list[dict]:
+    """One item per ``--scene-tile-rows`` rows of tiles of one scene: what a read task needs."""
+    rows = axis_windows(info.height, config.tile_size, config.tile_overlap)
+    cols = len(axis_windows(info.width, config.tile_size, config.tile_overlap))
+    step = config.scene_tile_rows
+    header = json.dumps(asdict(info))
+    return [
+        {"path": path, "image_id": image_id, "version": version, "first_row": first,
+         "rows": min(step, len(rows) - first), "tiles": min(step, len(rows) - first) * cols, "info": header}
+        for first in range(0, len(rows), step)
+    ]  # fmt: skip
+
+
+def read_scene_tiles(batch: dict, config: RunConfig, scheme: str):
+    """Decoded tile rows of each read item (``scene_tasks``), one batch per row of tiles.
+
+    A row of tiles that cannot be read as a band is read tile by tile, so that a broken block makes
+    only its own tiles error rows (naming the tile); the scene's row becomes an error when stitched.
+    """
+    from ..formats.rasters import RasterOptions
+
+    for k in range(len(batch["path"])):
+        fields = json.loads(batch["info"][k])
+        info = SceneInfo(**{**fields, "block": tuple(fields["block"]), "geotransform": _tuple(fields["geotransform"])})
+        uri = scheme + batch["path"][k]
+        rows = axis_windows(info.height, config.tile_size, config.tile_overlap)
+        cols = axis_windows(info.width, config.tile_size, config.tile_overlap)
+        first, count = int(batch["first_row"][k]), int(batch["rows"][k])
+        item = {c: batch[c][k] for c in ("image_id", "version")}
+        try:
+            with open_scene(uri, opener(uri, config), info.level) as src:
+                options = scene_range(src, config.raster_options())
+                for r in range(first, first + count):
+                    yield _tile_row_batch(src, uri, item, info, rows, cols, r, options)
+        except Exception as exc:  # the file itself cannot be opened any more: every tile of these rows fails
+            reason = f"cannot read {uri}: {type(exc).__name__}: {exc}"
+            for r in range(first, first + count):
+                yield _tile_row_batch(None, uri, item, info, rows, cols, r, RasterOptions(), reason)
+
+
+def _tile_row_batch(src, uri, item, info, rows, cols, r, options, failure=None) -> dict[str, np.ndarray]:
+    """The decode stage's columns plus ``tile`` for the tiles of row of tiles ``r``."""
+    y0, y1, oy0, oy1 = rows[r]
+    band, band_valid, band_error = None, None, failure
+    if failure is None:
+        try:
+            band, band_valid = read_rgb(src, (y0, y1), (0, info.width), options)
+        except Exception:  # read tile by tile below: the error names the broken tile
+            band = None
+    out: dict[str, list] = {k: [] for k in (*DECODED, "tile")}
+    for c, (x0, x1, ox0, ox1) in enumerate(cols):
+        index = r * len(cols) + c
+        image, valid, error = None, None, band_error
+        if error is None and band is not None:
+            image = band[:, x0:x1]
+            valid = band_valid[:, x0:x1] if band_valid is not None else None
+        elif error is None:
+            try:
+                image, valid = read_rgb(src, (y0, y1), (x0, x1), options)
+            except Exception as exc:
+                error = f"tile {index} (rows {y0}-{y1}, columns {x0}-{x1}) of {uri}: {type(exc).__name__}: {exc}"
+        owned = np.zeros((y1 - y0, x1 - x0), bool)
+        owned[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] = True  # the tile's own region: the rest only feeds it
+        out["image_id"].append(item["image_id"])
+        out["source"].append(uri)
+        out["source_version"].append(item["version"])
+        out["frame"].append(-1)
+        out["height"].append(y1 - y0 if error is None else 0)
+        out["width"].append(x1 - x0 if error is None else 0)
+        out["image"].append(np.ascontiguousarray(image) if error is None else np.zeros((1, 1, 3), np.uint8))
+        out["valid"].append(owned & valid if valid is not None else owned)
+        out["crs"].append(info.crs)
+        out["geotransform"].append(np.asarray(info.geotransform or [np.nan] * 6, float))
+        out["error"].append(error)
+        out["jpeg"].append(b"")
+        grid = len(rows) * len(cols)
+        out["tile"].append(np.array([info.height, info.width, y0, y1, x0, x1, oy0, oy1, ox0, ox1, index, grid]))
+    return _arrays(out)
+
+
+def _tuple(values: list | None) -> tuple | None:
+    return None if values is None else tuple(values)
+
+
+def _arrays(out: dict[str, list]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, values in out.items():
+        if key in ("frame", "height", "width"):
+            arrays[key] = np.asarray(values, np.int32)
+        elif key in ("geotransform", "tile"):
+            arrays[key] = np.stack(values)
+        else:
+            arrays[key] = np.empty(len(values), dtype=object)
+            arrays[key][:] = values
+    return arrays
+
+
+def scene_stem(image_id: str) -> str:
+    """The scene's raster file name under ``scenes/`` (image ids are hex digests of the source URI)."""
+    return os.path.basename(image_id)
