@@ -18,7 +18,7 @@ from .output import MANIFEST
 from .reading import fetch_uris, image_id, inputs_table, read_files, read_parquet_images
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
-IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "gif", "webp", "dcm", "dicom"]
+IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "svs", "btf", "bmp", "gif", "webp", "dcm", "dicom"]
 MANIFEST_SUFFIXES = (".txt", ".csv", ".lst")
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from ..io.output import list_parquet
 from ..io.storage import arrow_fs, is_s3, local_path, storage_options
 from .metrics import confusion_vector, scores
 
-COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable")
+COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable", "scenes")
 BATCH = 16  # masks per confusion vector: a batch's pixels are held twice as int64 for the one bincount
 
 
@@ -103,8 +103,11 @@ def confusion_batch(batch: pa.Table, n: int) -> dict[str, np.ndarray]:
     for status, pred_png, truth_png in zip(
         batch["status"].to_pylist(), batch["mask_png"].to_pylist(), batch["truth_png"].to_pylist(), strict=True
     ):
-        if status != "ok" or pred_png is None:
+        if status != "ok":
             counts["errors"] += 1
+            continue
+        if pred_png is None:  # a scene's mask is a raster at mask_uri (tiles as rows): not scored here
+            counts["scenes"] += 1
             continue
         if truth_png is None:
             counts["missing_truth"] += 1

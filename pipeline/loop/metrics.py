@@ -77,7 +77,8 @@ def format_report(result: dict) -> str:
     counts = result["counts"]
     lines = [
         f"scored {counts['scored']} images; skipped {counts['errors']} error rows, {counts['missing_truth']} without "
-        f"truth, {counts['size_mismatch']} of another size, {counts['unreadable']} unreadable",
+        f"truth, {counts['size_mismatch']} of another size, {counts['unreadable']} unreadable"
+        + (f", {counts['scenes']} scenes (masks at mask_uri, not scored)" if counts.get("scenes") else ""),
     ]
     for key, label in METRICS:
         lines.append(f"{label:<24}{_fmt(result[key])}")

@@ -58,6 +58,7 @@ def scan(fs, root: str, images: int) -> Summary:
                 summary.meta = read_metadata(raw)
             for group in range(parquet.num_row_groups):
                 columns = ["image_id", "source", "status", "error", "class_pixels"]
+                columns += ["mask_uri"] if "mask_uri" in parquet.schema_arrow.names else []
                 table = parquet.read_row_group(group, columns=columns)
                 failed = _add_row_group(summary, table, images, (index, group))
                 if failed.any() and len(summary.errors) < MAX_ERRORS:
@@ -78,7 +79,9 @@ def _add_row_group(summary: Summary, table: pa.Table, images: int, where: tuple[
     totals = np.bincount(position, weights=values).round().astype(np.int64)
     size = max(len(totals), len(summary.pixels))
     summary.pixels = np.pad(summary.pixels, (0, size - len(summary.pixels))) + np.pad(totals, (0, size - len(totals)))
-    kept = table.select(["source", "image_id"]).append_column("row", pa.array(np.arange(table.num_rows))).filter(ok)
+    drawable = ok if "mask_uri" not in table.column_names else pc.and_(ok, pc.is_null(table["mask_uri"]))
+    rows = pa.array(np.arange(table.num_rows))
+    kept = table.select(["source", "image_id"]).append_column("row", rows).filter(drawable)  # scenes: no PNG
     first = kept.take(pc.sort_indices(kept, sort_keys=[("source", "ascending"), ("image_id", "ascending")])[:images])
     picked = zip(*(first[c].to_pylist() for c in ("source", "image_id", "row")), strict=True)
     summary.sample = heapq.nsmallest(images, summary.sample + [(s, i, *where, r) for s, i, r in picked])

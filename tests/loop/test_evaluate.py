@@ -86,7 +86,8 @@ def write_truth(root) -> tuple[str, str]:
 def check(result: dict) -> None:
     for key, value in EXPECTED.items():
         assert result[key] == pytest.approx(value), key
-    assert result["counts"] == {"scored": 2, "errors": 1, "missing_truth": 1, "size_mismatch": 0, "unreadable": 0}
+    expected = {"scored": 2, "errors": 1, "missing_truth": 1, "size_mismatch": 0, "unreadable": 0, "scenes": 0}
+    assert result["counts"] == expected
     assert result["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert result["per_class"]["ground"]["iu"] == pytest.approx(0.5)
 
