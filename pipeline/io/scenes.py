@@ -16,6 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
+import fsspec
 import numpy as np
 
 from ..config import RunConfig
@@ -27,18 +28,26 @@ from .storage import fsspec_fs, is_s3
 DECODED = ("image_id", "source", "source_version", "frame", "height", "width", "image", "valid", "crs",
            "geotransform", "error", "jpeg")  # fmt: skip
 SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
-PROBE_MIN_BYTES = 4 * 1024**2  # a smaller TIFF is not probed: a 64 MP scene would need under 0.5 bit per pixel
+# a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
+PROBE_BITS_PER_PIXEL = 0.5
 PROBE_THREADS = 16
-READ_BLOCK = 1024**2  # range requests of scene reads (s3fs' default read-ahead is 50 MB)
+READ_BLOCK = 64 * 1024  # read-ahead of scene reads: measured 1.11x the file in 65 requests (none: 1.09x in 187)
 log = logging.getLogger(__name__)
 
 
 def opener(uri: str, config: RunConfig):
-    """``open(path, mode)`` for rasterio: S3 with small range requests, else the local file."""
+    """The fsspec filesystem rasterio reads ``uri`` through: S3 with a small read-ahead (s3fs' default is
+    50 MB, which would fetch far more than the windows), else the local disk."""
     if is_s3(uri):
-        fs = fsspec_fs(uri, config)
-        return lambda path, mode="rb": fs.open(path, mode, block_size=READ_BLOCK, cache_type="readahead")
-    return lambda path, mode="rb": open(path, mode)
+        options = fsspec_fs(uri, config).storage_options
+        return fsspec.filesystem("s3", default_block_size=READ_BLOCK, default_cache_type="readahead",
+                                 skip_instance_cache=True, **options)  # fmt: skip
+    return fsspec.filesystem("file")
+
+
+def gdal_path(uri: str) -> str:
+    """What rasterio is given with the opener: the path inside the filesystem (no ``s3://``)."""
+    return uri.removeprefix("s3://")
 
 
 def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConfig) -> dict[str, SceneInfo]:
@@ -54,13 +63,13 @@ def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConf
         return {}
     candidates = [
         p for p, size in zip(paths, sizes, strict=True)
-        if p.lower().endswith(SUFFIXES) and (size >= PROBE_MIN_BYTES or config.level)
+        if p.lower().endswith(SUFFIXES) and (size * 8 >= config.scene_pixels * PROBE_BITS_PER_PIXEL or config.level)
     ]  # fmt: skip
 
     def probe(path: str) -> SceneInfo | None:
         uri = scheme + path
         try:
-            with open_scene(uri, opener(uri, config), config.level) as src:
+            with open_scene(gdal_path(uri), opener(uri, config), config.level) as src:
                 info = scene_info(src, config.level)
         except Exception:  # not a raster GDAL reads, or no such level: the whole-file path says why
             return None
@@ -105,7 +114,7 @@ def read_scene_tiles(batch: dict, config: RunConfig, scheme: str):
         first, count = int(batch["first_row"][k]), int(batch["rows"][k])
         item = {c: batch[c][k] for c in ("image_id", "version")}
         try:
-            with open_scene(uri, opener(uri, config), info.level) as src:
+            with open_scene(gdal_path(uri), opener(uri, config), info.level) as src:
                 options = scene_range(src, config.raster_options())
                 for r in range(first, first + count):
                     yield _tile_row_batch(src, uri, item, info, rows, cols, r, options)
