@@ -1,7 +1,8 @@
-"""Export a segment run's masks for GIS tools: ``python -m jobs.export --masks OUT --to cog,geoparquet,stac``.
+"""Export a segment run's masks for GIS and labelling tools: ``python -m jobs.export --masks OUT --to cog,hf``.
 
 Writes ``OUT/exports/<format>/``: one COG per georeferenced image, GeoParquet polygons (a folder per
-CRS), a STAC item per COG and a collection. Incremental: a rerun exports only what is new.
+CRS), a STAC item per COG and a collection; a DICOM SEG per mask of a DICOM source; Hugging Face and
+COCO RLE Parquet tables and a COCO JSON file per export. Incremental: a rerun exports only what is new.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_export(config: ExportConfig) -> int:
     """Run the export, print its summary; exit code 0, or 1 when some image failed (listed)."""
-    from pipeline.export import export  # Ray and GDAL load only once the arguments are good
+    from pipeline.export import SKIPPED, export  # Ray and GDAL load only once the arguments are good
 
     if not config.verbose:
         quiet_ray("export")
@@ -33,12 +34,15 @@ def run_export(config: ExportConfig) -> int:
     except ConfigError as exc:
         return refuse(exc)
     for fmt, counts in record["formats"].items():
-        extra = f", {counts['polygons']} polygons" if "polygons" in counts else ""
+        extra = "".join(f", {counts[k]} {k}" for k in ("polygons", "annotations") if k in counts)
+        skips = "".join(f", {counts[k]} skipped ({why})" for k, why in SKIPPED.items() if k in counts)
         print(
-            f"export {fmt}: {counts['exported']} exported{extra}, {counts['already']} already, "
-            f"{counts['skipped_no_crs']} skipped (no CRS), {counts['errors']} errors",
+            f"export {fmt}: {counts['exported']} exported{extra}, {counts['already']} already{skips}, "
+            f"{counts['errors']} errors",
             flush=True,
         )
+    if record.get("coco_json"):
+        print(f"export coco: this export's COCO JSON: {config.masks.rstrip('/')}/{record['coco_json']}", flush=True)
     for error in record["errors"]:
         print(f"  error {error['format']} {error['image_id']}: {error['error']}", file=sys.stderr)
     if not record["images"]:

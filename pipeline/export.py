@@ -38,7 +38,11 @@ SKIPPED = {
 
 
 def skip_keys(fmt: str) -> tuple[str, ...]:
-    """The ``SKIPPED`` keys that ``fmt``'s summary counts (every one, zero or not)."""
+    """The ``SKIPPED`` keys that ``fmt``'s summary counts (every one, zero or not).
+
+    Args:
+        fmt: an export format (a ``FORMATS`` key).
+    """
     if FORMATS[fmt]:
         return ("skipped_no_crs",)
     return ("skipped_not_dicom", "skipped_in_parquet") if fmt == "dicom-seg" else ()
@@ -48,6 +52,11 @@ def skipped(fmt: str, crs: str | None, source: str) -> str | None:
     """Why a row is not exported in ``fmt`` (a ``SKIPPED`` key), from the masks table alone; None: export it.
 
     A source named like a DICOM file may still not be one: the export task reads it and may skip it too.
+
+    Args:
+        fmt: an export format (a ``FORMATS`` key).
+        crs: the row's ``crs`` column.
+        source: the row's ``source`` column.
     """
     if FORMATS[fmt]:
         return None if crs else "skipped_no_crs"

@@ -1,7 +1,8 @@
-"""Export throughput: committed georeferenced masks exported in each format, images/s, polygons/s, CPU per image.
+"""Export throughput: committed masks exported in each format, images/s, polygons/s, CPU per image.
 
 The masks table is made directly (the sink's own commit of synthetic scene masks), so the figures are the
-export's alone, not the segmentation's.
+export's alone, not the segmentation's. The GIS and table formats run over georeferenced masks; ``dicom-seg``
+over a second table whose sources are synthetic CT files of the masks' size (pydicom's CT_small header).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from ..stages.postprocess import encode_png
 from .measure import PeakMemory
 
 RUN_ID = "20261127T000000Z-bench0"
-RUNS = {"cog": ["cog"], "geoparquet": ["geoparquet"], "cog+stac": ["cog", "stac"], "all": ["cog", "geoparquet", "stac"]}
+# "all" is the three GIS formats together, as in earlier figures; dicom-seg runs over its own CT table
+RUNS = {"cog": ["cog"], "geoparquet": ["geoparquet"], "cog+stac": ["cog", "stac"], "all": ["cog", "geoparquet", "stac"],
+        "hf": ["hf"], "coco": ["coco"]}  # fmt: skip
 
 
 def commit_masks(
@@ -78,8 +81,31 @@ def bench_masks(root: Path, count: int, size: int, per_file: int = 100) -> None:
         commit_masks(str(root), {i: scenes[k % len(scenes)] for k, i in enumerate(ids, start)}, transforms)
 
 
+def bench_dicom(root: Path, count: int, size: int) -> None:
+    """``count`` masks of ``size`` px whose sources are CT files of that size (one SOP instance each), made once."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    if (root / "masks").exists():
+        return
+    (root / "dicom").mkdir(parents=True, exist_ok=True)
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct.Rows = ct.Columns = size
+    scenes = [make_scene(seed, size, size)[1].astype(np.uint8) for seed in range(min(count, 8))]
+    sources = {}
+    for k in range(count):
+        image_id = f"ct-{k:05d}"
+        ct.PixelData = (scenes[k % len(scenes)].astype(np.int16) * 200).tobytes()  # any pixels: the SEG reads none
+        ct.SOPInstanceUID = ct.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[image_id])
+        sources[image_id] = str(root / "dicom" / f"{image_id}.dcm")
+        ct.save_as(sources[image_id])
+    masks = {i: scenes[k % len(scenes)] for k, i in enumerate(sources)}
+    commit_masks(str(root), masks, dict.fromkeys(masks, (None, None)), sources=sources)
+
+
 def export_benchmark(workdir: str, count: int, size: int, num_cpus: int | None, log=print) -> dict:
-    """Each format (and all together) over ``count`` masks, after one untimed warm-up export.
+    """Each format (and the GIS ones together) over ``count`` masks, after untimed warm-up exports.
 
     Args:
         workdir: scratch folder.
@@ -91,27 +117,36 @@ def export_benchmark(workdir: str, count: int, size: int, num_cpus: int | None, 
     from ..cluster import init_ray
     from ..quiet import quiet_ray
 
-    root = Path(workdir) / f"export-masks-{count}x{size}"
+    root, dicom = Path(workdir) / f"export-masks-{count}x{size}", Path(workdir) / f"export-dicom-{count}x{size}"
     bench_masks(root, count, size)
+    bench_dicom(dicom, count, size)
     log(f"Ray's own log lines go to {quiet_ray('benchmark-exports')}")
     init_ray(None, num_cpus)
-    export(ExportConfig(masks=str(root), to=["cog", "geoparquet"], mode="overwrite"))  # warm-up: workers, imports
+    # warm-up: workers and the imports of every format
+    export(ExportConfig(masks=str(root), to=["cog", "geoparquet", "hf", "coco"], mode="overwrite"))
+    export(ExportConfig(masks=str(dicom), to=["dicom-seg"], mode="overwrite"))
     result = {"count": count, "size": size, "runs": {}}
-    for name, formats in RUNS.items():
-        with PeakMemory() as memory:
-            started = time.time()
-            record = export(ExportConfig(masks=str(root), to=formats, mode="overwrite"))
-            seconds = time.time() - started
-        cpu = memory.cpu_series[-1][1] if memory.cpu_series else {}
-        polygons = record["formats"].get("geoparquet", {}).get("polygons", 0)
-        run = {
-            "seconds": round(seconds, 2),
-            "images_per_second": round(count / seconds, 2),
-            "polygons": polygons,
-            "polygons_per_second": round(polygons / seconds, 1),
-            "cpu_ms_per_image": round(1000 * (cpu.get("driver", 0) + cpu.get("workers", 0)) / count, 1),
-            "errors": sum(f["errors"] for f in record["formats"].values()),
-        }
-        result["runs"][name] = run
+    runs = {name: (root, formats) for name, formats in RUNS.items()} | {"dicom-seg": (dicom, ["dicom-seg"])}
+    for name, (masks, formats) in runs.items():
+        result["runs"][name] = run = _measure(masks, formats, count)
         log(f"export {name:<11} {count} masks of {size} px: {run}")
     return result
+
+
+def _measure(masks: Path, formats: list[str], count: int) -> dict:
+    """One export of ``formats`` over every mask of ``masks`` (``--mode overwrite``): time, rates, CPU."""
+    with PeakMemory() as memory:
+        started = time.time()
+        record = export(ExportConfig(masks=str(masks), to=formats, mode="overwrite"))
+        seconds = time.time() - started
+    cpu = memory.cpu_series[-1][1] if memory.cpu_series else {}
+    polygons = record["formats"].get("geoparquet", {}).get("polygons", 0)
+    return {
+        "seconds": round(seconds, 2),
+        "images_per_second": round(count / seconds, 2),
+        "polygons": polygons,
+        "polygons_per_second": round(polygons / seconds, 1),
+        "annotations": record["formats"].get("coco", {}).get("annotations", 0),
+        "cpu_ms_per_image": round(1000 * (cpu.get("driver", 0) + cpu.get("workers", 0)) / count, 1),
+        "errors": sum(f["errors"] for f in record["formats"].values()),
+    }

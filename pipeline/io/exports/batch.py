@@ -62,7 +62,7 @@ def export_batch(batch: pa.Table, job: ExportJob) -> pa.Table:
     labels = Labels(job)
     for row in batch.select([c for c in COLUMNS if c in batch.column_names]).to_pylist():
         wanted = job.todo.get(row["image_id"], ())
-        if not wanted:  # exported already in every format asked for (a masks file holds done and new rows)
+        if not wanted:  # exported already or skipped in every format (a masks file holds done and new rows)
             continue
         try:
             mask = read_mask(row["mask_png"], row["height"], row["width"])

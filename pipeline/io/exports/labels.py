@@ -58,7 +58,13 @@ class Labels:
         self._source: tuple[str | None, bytes | ExportError | None] = (None, None)  # frames of a file are adjacent
 
     def add(self, row: dict, mask: np.ndarray, wanted: tuple[str, ...]) -> list[dict]:
-        """Export ``row`` as a SEG now and keep it for the tables; the results known now (SEG, a failed COCO)."""
+        """Export ``row`` as a SEG now and keep it for the tables; the results known now (SEG, a failed COCO).
+
+        Args:
+            row: the masks row (``COLUMNS`` of ``batch``).
+            mask: its class map, read and checked.
+            wanted: the label formats it still needs.
+        """
         results, image_id = [], row["image_id"]
         if "dicom-seg" in wanted:
             results.append(self._dicom_seg(row, mask))

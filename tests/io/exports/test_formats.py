@@ -27,7 +27,7 @@ def scene_mask(height=300, width=420, seed=1) -> np.ndarray:
 
 
 def test_formats_parse_all_and_stac_brings_its_cog():
-    assert parse_formats("all") == ["cog", "geoparquet", "stac"]
+    assert parse_formats("all") == ["cog", "geoparquet", "stac", "dicom-seg", "hf", "coco"]
     assert parse_formats("stac") == ["cog", "stac"]
     with pytest.raises(ValueError, match="unknown export format shp.*choose from cog"):
         parse_formats("cog,shp")
