@@ -42,6 +42,7 @@ class Raster:
     crs: str | None = None
     geotransform: tuple[float, ...] | None = None
     size: tuple[int, int] | None = None  # the source's (height, width) where ``rgb`` was decoded smaller
+    pixel_area: float | None = None  # mm^2 of one pixel where a DICOM file says (PixelSpacing)
 
 
 def is_tiff(blob: bytes) -> bool:
@@ -157,8 +158,10 @@ def decode_dicom(blob: bytes, options: RasterOptions, max_pixels: int) -> list[R
     if frames == 1:
         pixels = pixels[None]
     if colour:
+        area = pixel_area_mm2(ds)
         return [
-            Raster(to_rgb(f, None, options, "DICOM"), frame=k if frames > 1 else None) for k, f in enumerate(pixels)
+            Raster(to_rgb(f, None, options, "DICOM"), frame=k if frames > 1 else None, pixel_area=area)
+            for k, f in enumerate(pixels)
         ]
     values = apply_modality_lut(pixels, ds).astype(np.float32)
     centre, width = options.dicom_window or _file_window(ds) or (None, None)
@@ -166,11 +169,31 @@ def decode_dicom(blob: bytes, options: RasterOptions, max_pixels: int) -> list[R
         low, high = float(values.min()), float(values.max())
     else:
         low, high = centre - width / 2.0, centre + width / 2.0
+    area = pixel_area_mm2(ds)
     grey = np.clip((values - low) / max(high - low, 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
         grey = 255 - grey  # MONOCHROME1: high values are dark
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    return [Raster(np.ascontiguousarray(f), frame=k if frames > 1 else None) for k, f in enumerate(rgb)]
+    return [
+        Raster(np.ascontiguousarray(f), frame=k if frames > 1 else None, pixel_area=area) for k, f in enumerate(rgb)
+    ]
+
+
+def pixel_area_mm2(ds) -> float | None:
+    """Area of one pixel in mm^2 from PixelSpacing (row, column spacing in mm; also an enhanced file's
+    shared Pixel Measures), or None where the file does not say. ImagerPixelSpacing is left out: it is
+    measured at the detector, not in the patient."""
+    spacing = ds.get("PixelSpacing")
+    if spacing is None:
+        try:
+            spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        except (AttributeError, IndexError, KeyError):
+            return None
+    try:
+        rows, cols = (float(v) for v in spacing)
+    except (TypeError, ValueError):
+        return None
+    return rows * cols if rows > 0 and cols > 0 else None
 
 
 def _file_window(ds) -> tuple[float, float] | None:

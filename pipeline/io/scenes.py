@@ -133,7 +133,7 @@ def _tile_row_batch(src, uri, item, info, rows, cols, r, options, failure=None) 
             band, band_valid = read_rgb(src, (y0, y1), (0, info.width), options)
         except Exception:  # read tile by tile below: the error names the broken tile
             band = None
-    out: dict[str, list] = {k: [] for k in (*DECODED, "tile")}
+    out: dict[str, list] = {k: [] for k in (*DECODED, "tile", "pixel_area")}
     for c, (x0, x1, ox0, ox1) in enumerate(cols):
         index = r * len(cols) + c
         image, valid, error = None, None, band_error
@@ -161,6 +161,7 @@ def _tile_row_batch(src, uri, item, info, rows, cols, r, options, failure=None) 
         out["jpeg"].append(b"")
         grid = len(rows) * len(cols)
         out["tile"].append(np.array([info.height, info.width, y0, y1, x0, x1, oy0, oy1, ox0, ox1, index, grid]))
+        out["pixel_area"].append(np.nan)  # a GeoTIFF's area comes from its CRS and transform (sink)
     return _arrays(out)
 
 
@@ -173,6 +174,8 @@ def _arrays(out: dict[str, list]) -> dict[str, np.ndarray]:
     for key, values in out.items():
         if key in ("frame", "height", "width"):
             arrays[key] = np.asarray(values, np.int32)
+        elif key == "pixel_area":
+            arrays[key] = np.asarray(values, np.float64)
         elif key in ("geotransform", "tile"):
             arrays[key] = np.stack(values)
         else:

@@ -41,6 +41,8 @@ STATS_SCHEMA = pa.schema(
         ("pixels", pa.int64()),
         ("fraction", pa.float64()),
         ("mean_confidence", pa.float64()),
+        ("area", pa.float64()),  # pixels x the area of one pixel, where the source says (io/areas)
+        ("area_unit", pa.string()),  # mm^2 (DICOM PixelSpacing) or m^2 (a metric projected CRS); else null
     ]
 )
 

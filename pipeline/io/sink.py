@@ -15,6 +15,7 @@ from ray.data.block import BlockAccessor
 
 from ..probe import probe
 from ..rows import reasons, strings
+from .areas import pixel_areas
 from .schema import MASKS_SCHEMA, STATS_SCHEMA, RunInfo
 
 
@@ -50,6 +51,7 @@ def class_stats_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
     rows, classes = np.nonzero(pixels)
     totals = pixels.sum(axis=1)
     names = np.asarray(run.class_names, dtype=object)
+    areas, units = pixel_areas(batch)
     columns = {
         "image_id": batch["image_id"][rows].tolist(),
         "class_id": classes.astype(np.int32),
@@ -57,6 +59,8 @@ def class_stats_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
         "pixels": pixels[rows, classes],
         "fraction": pixels[rows, classes] / totals[rows],
         "mean_confidence": np.asarray(batch["class_confidence"], np.float64)[rows, classes],
+        "area": pa.array(pixels[rows, classes] * areas[rows], pa.float64(), mask=np.isnan(areas[rows])),
+        "area_unit": [units[r] for r in rows],
     }
     return pa.table(columns, schema=STATS_SCHEMA.with_metadata(run.metadata()))
 

@@ -40,6 +40,7 @@ COLUMNS = (
     "error",
     "jpeg",
     "tile",
+    "pixel_area",
 )
 
 
@@ -137,6 +138,7 @@ def _append_frame(
     rows["error"].append(error)
     rows["jpeg"].append(blob if size is not None else b"")
     rows["tile"].append(NO_TILE)  # a whole image, not a tile of a scene (io/scenes)
+    rows["pixel_area"].append(np.nan if raster.pixel_area is None else raster.pixel_area)
 
 
 def _columns(rows: dict[str, list]) -> dict[str, np.ndarray]:
@@ -146,6 +148,7 @@ def _columns(rows: dict[str, list]) -> dict[str, np.ndarray]:
         out[key] = np.asarray(rows[key], dtype)
     out["geotransform"] = np.stack(rows["geotransform"]) if rows["geotransform"] else np.zeros((0, 6))
     out["tile"] = np.stack(rows["tile"]) if rows["tile"] else np.zeros((0, len(NO_TILE)), np.int64)
+    out["pixel_area"] = np.asarray(rows["pixel_area"], np.float64)
     return out
 
 

@@ -53,4 +53,5 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "crs": batch["crs"],
         "geotransform": batch["geotransform"],
         "tile": batch["tile"] if "tile" in batch else np.tile(NO_TILE, (len(ok), 1)),
+        "pixel_area": batch["pixel_area"] if "pixel_area" in batch else np.full(len(ok), np.nan),
     }

@@ -126,7 +126,7 @@ class Segmenter:
             for i in tiled:
                 with model_work(self.probed, self.synchronize):
                     masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
-        keep = ("image_id", "source", "source_version", "frame", "crs", "geotransform", "tile")
+        keep = ("image_id", "source", "source_version", "frame", "crs", "geotransform", "tile", "pixel_area")
         out = {**{k: batch[k] for k in keep if k in batch}, "height": heights, "width": widths}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
         extra = {"error": errors, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}

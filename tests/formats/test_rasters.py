@@ -95,6 +95,17 @@ def test_formats_through_the_whole_job(tmp_path, ray_local, weights):
     assert rows[("CT_small.dcm", None)]["status"] == "ok" and rows[("deep.png", None)]["width"] == 52
     assert "--max-pixels" in rows[("bomb.png", None)]["error"]
     assert len({r["image_id"] for r in masks.to_pylist()}) == masks.num_rows == 19
+    # physical area: DICOM PixelSpacing in mm^2, a metric projected CRS in m^2, nothing for a photo
+    areas = {}
+    for row in stats.to_pylist():
+        areas.setdefault(row["image_id"], []).append((row["pixels"], row["area"], row["area_unit"]))
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    mm2 = float(ct.PixelSpacing[0]) * float(ct.PixelSpacing[1])
+    assert all(
+        u == "mm^2" and a == pytest.approx(p * mm2) for p, a, u in areas[rows[("CT_small.dcm", None)]["image_id"]]
+    )
+    assert all(u == "m^2" and a == p * 100.0 for p, a, u in areas[scene["image_id"]])
+    assert all(a is None and u is None for _, a, u in areas[rows[("deep.png", None)]["image_id"]])
 
 
 def _png(image: Image.Image) -> bytes:
