@@ -35,7 +35,7 @@ def run_export(config: ExportConfig) -> int:
         return refuse(exc)
     for fmt, counts in record["formats"].items():
         extra = "".join(f", {counts[k]} {k}" for k in ("polygons", "annotations") if k in counts)
-        skips = "".join(f", {counts[k]} skipped ({why})" for k, why in SKIPPED.items() if k in counts)
+        skips = "".join(f", {counts[k]} skipped ({why})" for k, why in SKIPPED.items() if counts.get(k))
         print(
             f"export {fmt}: {counts['exported']} exported{extra}, {counts['already']} already{skips}, "
             f"{counts['errors']} errors",

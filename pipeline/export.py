@@ -34,6 +34,7 @@ SKIPPED = {
     "skipped_no_crs": "no CRS",
     "skipped_not_dicom": "not DICOM",
     "skipped_in_parquet": "source inside a Parquet file",
+    "skipped_scene": "a scene: its mask is the raster at mask_uri",
 }
 
 
@@ -44,11 +45,11 @@ def skip_keys(fmt: str) -> tuple[str, ...]:
         fmt: an export format (a ``FORMATS`` key).
     """
     if FORMATS[fmt]:
-        return ("skipped_no_crs",)
-    return ("skipped_not_dicom", "skipped_in_parquet") if fmt == "dicom-seg" else ()
+        return ("skipped_no_crs", "skipped_scene")
+    return ("skipped_not_dicom", "skipped_in_parquet", "skipped_scene") if fmt == "dicom-seg" else ("skipped_scene",)
 
 
-def skipped(fmt: str, crs: str | None, source: str) -> str | None:
+def skipped(fmt: str, crs: str | None, source: str, mask_uri: str | None = None) -> str | None:
     """Why a row is not exported in ``fmt`` (a ``SKIPPED`` key), from the masks table alone; None: export it.
 
     A source named like a DICOM file may still not be one: the export task reads it and may skip it too.
@@ -57,7 +58,11 @@ def skipped(fmt: str, crs: str | None, source: str) -> str | None:
         fmt: an export format (a ``FORMATS`` key).
         crs: the row's ``crs`` column.
         source: the row's ``source`` column.
+        mask_uri: the row's ``mask_uri``: a scene's mask is a tiled raster (a COG where georeferenced) already,
+            too large for these formats' one-piece writers.
     """
+    if mask_uri:
+        return "skipped_scene"
     if FORMATS[fmt]:
         return None if crs else "skipped_no_crs"
     return dicom_skip(source) if fmt == "dicom-seg" else None
@@ -78,11 +83,14 @@ def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -
     """Which committed ok rows still need which format; rows ``skipped`` are counted, not exported."""
     done = {fmt: ledger.exported(fs, root, fmt) for fmt in formats}
     found = Plan(counts={fmt: Counter() for fmt in formats})
-    columns = ["image_id", "status", "crs", "source"]
+    columns = ["image_id", "status", "crs", "source", "mask_uri"]
     for path in masks:
-        table = pq.read_table(path, columns=columns, filesystem=fs)
+        names = pq.read_schema(path, filesystem=fs).names  # tables written before mask_uri lack it
+        table = pq.read_table(path, columns=[c for c in columns if c in names], filesystem=fs)
+        uris = table["mask_uri"].to_pylist() if "mask_uri" in names else [None] * table.num_rows
         found.rows += table.num_rows
-        for image_id, status, crs, source in zip(*(table[c].to_pylist() for c in columns), strict=True):
+        small = zip(*(table[c].to_pylist() for c in columns[:4]), uris, strict=True)
+        for image_id, status, crs, source, mask_uri in small:
             if status != "ok":
                 found.segmentation_errors += 1
                 continue
@@ -90,7 +98,7 @@ def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -
             for fmt in formats:
                 if stem in done[fmt]:
                     found.counts[fmt]["already"] += 1
-                elif why := skipped(fmt, crs, source):
+                elif why := skipped(fmt, crs, source, mask_uri):
                     found.counts[fmt][why] += 1
                 else:
                     needed.append(fmt)

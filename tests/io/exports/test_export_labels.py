@@ -57,7 +57,7 @@ def test_export_dicom_seg_hf_and_coco_read_back_by_their_own_readers(ray_local, 
     out, masks, rows = label_table(tmp_path)
     assert main(["--masks", out, "--to", "dicom-seg,hf,coco", "--batch-size", "3"]) == 1  # the deleted source
     printed = capsys.readouterr()
-    assert "export dicom-seg: 4 exported, 0 already, 2 skipped (not DICOM), 0 skipped (source inside" in printed.out
+    assert "export dicom-seg: 4 exported, 0 already, 2 skipped (not DICOM), 1 errors" in printed.out
     assert "export hf: 7 exported, 0 already, 0 errors" in printed.out
     assert "error dicom-seg gone: the DICOM source" in printed.err and "is gone" in printed.err
     record = json.loads((tmp_path / "out/exports/_manifest.json").read_text())["latest"]
