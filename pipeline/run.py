@@ -23,11 +23,11 @@ from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
-from .io.scenes import find_scenes, read_scene_tiles, scene_tasks
+from .io.scenes import read_scene_tiles, scene_reads
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
-from .io.stitch import pending_scenes, stitch_scene
+from .io.stitch import stitch_scenes
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
 from .stages.decode import decode_batch
@@ -169,28 +169,6 @@ def resume_set(
         redo = pc.or_(redo, changed)
     retried = take_back(out_fs, root, run_id, rows["image_id"].filter(redo).combine_chunks())
     return rows["image_id"].filter(pc.invert(redo)).combine_chunks(), retried
-
-
-def scene_reads(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[dict]:
-    """The read tasks of the listed, uncommitted scenes (``io/scenes``): tiles as rows."""
-    if listing is None or not listing.sizes:
-        return []
-    scheme = "s3://" if is_s3(config.input) else ""
-    todo = pc.invert(pc.is_in(listing.ids, value_set=committed)).to_pylist()
-    picked = [(p, s) for p, s, t in zip(listing.paths, listing.sizes, todo, strict=True) if t]
-    found = find_scenes([p for p, _ in picked], [s for _, s in picked], scheme, config)
-    ids = dict(zip(listing.paths, listing.ids.to_pylist(), strict=True))
-    versions = dict(zip(listing.paths, listing.versions.to_pylist(), strict=True))
-    return [task for path, info in found.items() for task in scene_tasks(path, ids[path], versions[path], info, config)]
-
-
-def stitch_scenes(out_fs: pafs.FileSystem, root: str, output_uri: str, run: RunInfo) -> list[dict]:
-    """Stitch every scene whose tiles are all written, in parallel Ray tasks; their commit records."""
-    scenes = pending_scenes(out_fs, root)
-    if not scenes:
-        return []
-    task = ray.remote(num_cpus=1, max_retries=2)(stitch_scene)
-    return ray.get([task.remote(out_fs, root, output_uri, scene, run) for scene in scenes])
 
 
 def segment_chain(

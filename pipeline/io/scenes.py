@@ -18,10 +18,13 @@ from dataclasses import asdict
 
 import fsspec
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import RunConfig
 from ..formats.windows import SceneInfo, open_scene, read_rgb, scene_info, scene_range
 from ..grid import axis_windows
+from .sources import Listing
 from .storage import fsspec_fs, is_s3
 
 # the columns of a decoded row (``stages/decode``), which tile rows skip to
@@ -187,3 +190,16 @@ def _arrays(out: dict[str, list]) -> dict[str, np.ndarray]:
 def scene_stem(image_id: str) -> str:
     """The scene's raster file name under ``scenes/`` (image ids are hex digests of the source URI)."""
     return os.path.basename(image_id)
+
+
+def scene_reads(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[dict]:
+    """The read tasks of the listed, uncommitted scenes (``io/scenes``): tiles as rows."""
+    if listing is None or not listing.sizes:
+        return []
+    scheme = "s3://" if is_s3(config.input) else ""
+    todo = pc.invert(pc.is_in(listing.ids, value_set=committed)).to_pylist()
+    picked = [(p, s) for p, s, t in zip(listing.paths, listing.sizes, todo, strict=True) if t]
+    found = find_scenes([p for p, _ in picked], [s for _, s in picked], scheme, config)
+    ids = dict(zip(listing.paths, listing.ids.to_pylist(), strict=True))
+    versions = dict(zip(listing.paths, listing.versions.to_pylist(), strict=True))
+    return [task for path, info in found.items() for task in scene_tasks(path, ids[path], versions[path], info, config)]

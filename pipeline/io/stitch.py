@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import ray
 from PIL import Image
 
 from .output import list_parquet
@@ -36,6 +37,15 @@ def pending_scenes(fs: pafs.FileSystem, root: str) -> list[str]:
     """Scene ids with tile rows waiting under ``_tiles/``."""
     selector = pafs.FileSelector(f"{root}/_tiles", allow_not_found=True)
     return sorted(i.base_name for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory)
+
+
+def stitch_scenes(out_fs: pafs.FileSystem, root: str, output_uri: str, run: RunInfo) -> list[dict]:
+    """Stitch every scene whose tiles are all written, in parallel Ray tasks; their commit records."""
+    scenes = pending_scenes(out_fs, root)
+    if not scenes:
+        return []
+    task = ray.remote(num_cpus=1, max_retries=2)(stitch_scene)
+    return ray.get([task.remote(out_fs, root, output_uri, scene, run) for scene in scenes])
 
 
 def stitch_scene(fs: pafs.FileSystem, root: str, output_uri: str, scene: str, run: RunInfo) -> dict:
