@@ -70,6 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only: N georeferenced masks of --size px exported as cog, geoparquet, cog+stac and all: images/s, "
         "polygons/s, CPU-ms per image",
     )  # fmt: skip
+    parser.add_argument(
+        "--scenes", default=None, metavar="SIDES",
+        help="only: scenes of these comma-separated sides (e.g. 20000,50000) as tile rows: peak memory against a "
+        "2048 px scene, throughput against the smallest scene's tiles as separate files",
+    )  # fmt: skip
+    parser.add_argument(
+        "--agreement", type=int, default=0, metavar="SIDE",
+        help="only: a SIDE px scene as tile rows and in memory: time, memory, pixels that agree",
+    )  # fmt: skip
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -126,6 +135,15 @@ def main(argv: list[str] | None = None) -> int:
 
         log = lambda line: print(line, flush=True)  # noqa: E731
         result = export_benchmark(args.workdir, args.exports, args.size, args.num_cpus, log=log)
+    elif args.scenes or args.agreement:
+        from pipeline.bench.scenes import agreement, scenes_benchmark
+
+        bench = bench_config(args, size=0, images=0, reps=1, scale=1)
+        log = lambda line: print(line, flush=True)  # noqa: E731
+        sides = [int(s) for s in args.scenes.split(",")] if args.scenes else []
+        result = scenes_benchmark(bench, sides, log=log) if sides else {}
+        if args.agreement:
+            result["agreement"] = agreement(bench, args.agreement, log=log)
     elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")

@@ -98,7 +98,12 @@ def decode_tiff(blob: bytes, options: RasterOptions, max_pixels: int) -> list[Ra
         if height * width * planes > max_pixels:
             pages = f" x {planes} pages" if planes > 1 else ""
             raise ValueError(f"image is {width}x{height}{pages}, above --max-pixels {max_pixels}")
-        data = series.asarray()
+        try:
+            data = series.asarray()
+        except (KeyError, ValueError, NotImplementedError) as exc:  # a codec tifffile lacks (JPEG: imagecodecs)
+            if "imagecodecs" not in str(exc):
+                raise
+            return [decode_tiff_gdal(blob, options)]
         page = tif.pages[0]
         geo = page.geotiff_tags if page.is_geotiff else None
         file_nodata = page.tags.get("GDAL_NODATA")
@@ -115,6 +120,18 @@ def decode_tiff(blob: bytes, options: RasterOptions, max_pixels: int) -> list[Ra
         valid = None if valid.all() else valid
     crs, transform = georeference(geo) if geo else (None, None)
     return [Raster(to_rgb(data, valid, options, "TIFF"), valid, crs=crs, geotransform=transform)]
+
+
+def decode_tiff_gdal(blob: bytes, options: RasterOptions) -> Raster:
+    """A TIFF whose codec tifffile lacks (JPEG tiles without imagecodecs), through GDAL (rasterio) instead."""
+    from rasterio.io import MemoryFile
+
+    from .windows import read_rgb, scene_info, scene_range
+
+    with MemoryFile(blob) as memory, memory.open() as src:
+        info = scene_info(src)
+        rgb, valid = read_rgb(src, (0, info.height), (0, info.width), scene_range(src, options))
+    return Raster(rgb, valid, crs=info.crs, geotransform=info.geotransform)
 
 
 def _parse_nodata(tag) -> float | None:

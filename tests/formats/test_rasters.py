@@ -152,3 +152,21 @@ def test_tiled_mask_agrees_with_untiled_mask(weights):
     assert tiled["mask"][0].shape == (600, 800)
     assert agreement >= 0.999, agreement
     assert tiled["class_pixels"][0].sum() == 600 * 800
+
+
+def test_a_jpeg_compressed_geotiff_decodes_through_gdal_when_tifffile_lacks_the_codec(tmp_path):
+    """JPEG tiles (COGs, slides) need imagecodecs in tifffile; GDAL reads them instead."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from pipeline.loop.scenes import make_scene
+
+    image = make_scene(2, 300, 260)[0]
+    profile = {"driver": "GTiff", "height": 300, "width": 260, "count": 3, "dtype": "uint8", "tiled": True,
+               "blockxsize": 128, "blockysize": 128, "compress": "jpeg", "photometric": "ycbcr",
+               "crs": "EPSG:32633", "transform": from_origin(500_000, 5e6, 0.5, 0.5)}  # fmt: skip
+    with rasterio.open(tmp_path / "jpeg.tif", "w", **profile) as dst:
+        dst.write(np.moveaxis(image, -1, 0))
+    (raster,) = decode_tiff((tmp_path / "jpeg.tif").read_bytes(), RasterOptions(), 10**8)
+    assert raster.rgb.shape == (300, 260, 3) and raster.crs == "EPSG:32633" and raster.geotransform[1] == 0.5
+    assert np.abs(raster.rgb.astype(int) - image).mean() < 6  # JPEG: close, not equal

@@ -1,0 +1,138 @@
+"""Gigapixel scenes as tile rows: peak memory against scene size, throughput against the same tiles as
+separate files, agreement with the in-memory tiled path, and the bytes a scene's reads fetch from S3."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..loop.scenes import make_scene
+from .benchmark import bench_config
+from .inputs import BenchConfig
+from .measure import timed_run
+
+TILE, OVERLAP = 1024, 128  # the job's defaults
+
+
+def blocks() -> list[np.ndarray]:
+    """Four distinct 1024-px scenes the generated rasters are made of."""
+    return [make_scene(seed, TILE, TILE)[0] for seed in range(4)]
+
+
+def scene_file(work: Path, side: int, compression: str = "jpeg") -> Path:
+    """A ``side`` x ``side`` RGB tiled GeoTIFF (UTM 33N, 512-px blocks), written band by band, made once."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    path = work / f"scene-{side}-{compression}" / "scene.tif"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = blocks()
+    extra = {"photometric": "ycbcr", "jpeg_quality": 90} if compression == "jpeg" else {"predictor": 2}
+    profile = {"driver": "GTiff", "height": side, "width": side, "count": 3, "dtype": "uint8", "tiled": True,
+               "blockxsize": 512, "blockysize": 512, "compress": compression, "bigtiff": "IF_SAFER",
+               "crs": "EPSG:32633", "transform": from_origin(500_000, 5e6, 0.5, 0.5), **extra}  # fmt: skip
+    partial = path.with_suffix(".partial.tif")
+    with rasterio.open(partial, "w", **profile) as dst:
+        for row, y0 in enumerate(range(0, side, TILE)):
+            rows = min(TILE, side - y0)
+            band = np.concatenate([parts[(row + k) % 4] for k in range(-(-side // TILE))], axis=1)[:rows, :side]
+            dst.write(np.moveaxis(band, -1, 0), window=Window(0, y0, side, rows))
+    partial.rename(path)
+    return path
+
+
+def tile_files(work: Path, count: int) -> Path:
+    """``count`` separate 1024-px JPEG files of the same blocks: the scene's tiles given as files."""
+    folder = work / f"tiles-{count}"
+    if not (folder / f"{count - 1:05d}.jpg").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        encoded = []
+        for part in blocks():
+            buffer = io.BytesIO()
+            Image.fromarray(part).save(buffer, format="JPEG", quality=90)
+            encoded.append(buffer.getvalue())
+        for k in range(count):
+            (folder / f"{k:05d}.jpg").write_bytes(encoded[k % 4])
+    return folder
+
+
+def measured(bench: BenchConfig, folder: Path, out: Path, **options) -> dict:
+    """One run of the job: seconds, rows, and peak memory (one process, and driver plus Ray's processes)."""
+    timed = timed_run(bench_config(bench, folder, out, tile_size=TILE, tile_overlap=OVERLAP, **options))
+    peaks = [timed.memory.driver, *timed.memory.peak_by_pid.values()]
+    return {
+        "seconds": round(timed.seconds, 2),
+        "ok": timed.record["counts"]["ok"],
+        "errors": timed.record["counts"]["errors"],
+        "peak_one_process_bytes": max(peaks),
+        "peak_all_processes_bytes": timed.memory.driver + timed.memory.workers,
+    }
+
+
+def tiles_of(side: int) -> int:
+    from ..grid import tile_grid
+
+    return len(tile_grid(side, side, TILE, OVERLAP))
+
+
+def scenes_benchmark(bench: BenchConfig, sides: list[int], compression: str = "jpeg", log=print) -> dict:
+    """Each scene through tiles as rows; a 2048 px scene as the memory reference; the smallest scene's tiles
+    as separate files for throughput.
+
+    Args:
+        bench: model, weights, batch size, threads of the runs.
+        sides: scene sides, e.g. ``[20000, 50000]``.
+        compression: ``jpeg`` or ``deflate`` tiles.
+        log: where each figure goes as it is measured.
+    """
+    work = Path(bench.workdir)
+    result: dict = {"tile": TILE, "overlap": OVERLAP, "compression": compression, "runs": {}}
+    reference = scene_file(work, 2048, compression)
+    result["runs"]["2048 (in memory)"] = run = measured(bench, reference.parent, work / "out")
+    log(f"2048 x 2048 scene, today's in-memory path: {run}")
+    for side in sides:
+        path = scene_file(work, side, compression)
+        run = measured(bench, path.parent, work / "out", scene_pixels=1)
+        run.update(tiles=tiles_of(side), file_bytes=path.stat().st_size)
+        run["tiles_per_second"] = round(run["tiles"] / run["seconds"], 3)
+        result["runs"][f"{side} (tiles as rows)"] = run
+        log(f"{side} x {side} scene as tile rows: {run}")
+    count = tiles_of(min(sides))
+    run = measured(bench, tile_files(work, count), work / "out")
+    run["tiles_per_second"] = round(count / run["seconds"], 3)
+    result["runs"][f"{count} separate 1024 px files"] = run
+    log(f"the same {count} tiles as separate files: {run}")
+    first = result["runs"][f"{min(sides)} (tiles as rows)"]
+    result["throughput_scene_over_files"] = round(first["tiles_per_second"] / run["tiles_per_second"], 3)
+    base = result["runs"]["2048 (in memory)"]["peak_all_processes_bytes"]
+    for side in sides:
+        extra = result["runs"][f"{side} (tiles as rows)"]["peak_all_processes_bytes"] - base
+        result[f"peak_all_above_2048_{side}_bytes"] = extra
+    log(f"throughput scene / files: {result['throughput_scene_over_files']}")
+    return result
+
+
+def agreement(bench: BenchConfig, side: int = 4000, log=print) -> dict:
+    """The same ``side`` px scene through tiles as rows and through today's in-memory tiles: masks compared."""
+    import pyarrow.dataset as pads
+    import rasterio
+
+    work = Path(bench.workdir)
+    path = scene_file(work, side, "deflate")
+    rows = measured(bench, path.parent, work / "agree-rows", scene_pixels=1)
+    memory = measured(bench, path.parent, work / "agree-memory", scene_pixels=0, max_pixels=side * side + 1)
+    (a,) = pads.dataset(work / "agree-rows" / "masks").to_table().to_pylist()
+    (b,) = pads.dataset(work / "agree-memory" / "masks").to_table().to_pylist()
+    with rasterio.open(a["mask_uri"]) as src:
+        stitched = src.read(1)
+    whole = np.asarray(Image.open(io.BytesIO(b["mask_png"])))
+    found = {"side": side, "agreement": float((stitched == whole).mean()), "tiles_as_rows": rows, "in_memory": memory}
+    log(f"{side} x {side}: tiles as rows agree with the in-memory path on {found['agreement']:.6f} of pixels; "
+        f"seconds {rows['seconds']} vs {memory['seconds']}")  # fmt: skip
+    return found
