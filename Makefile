@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-geo test lint format clean constraints
+.PHONY: demo demo-geo demo-dicom test lint format clean constraints
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 # the same with georeferenced scenes (GeoTIFF, UTM), exported as COG, GeoParquet and STAC
 demo-geo: $(STAMP)
 	$(BIN)/python -m jobs.demo --geo
+
+# DICOM files pydicom ships, exported as DICOM SEG, Hugging Face and COCO, each read back by its own reader
+demo-dicom: $(STAMP)
+	$(BIN)/python -m jobs.demo --dicom
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -110,7 +110,7 @@ def _write_raster(fs: pafs.FileSystem, pieces: list[str], row: dict, scratch: st
     plain, cog = os.path.join(scratch, "mask.tif"), os.path.join(scratch, "cog.tif")
     tags = {"CLASS_NAMES": json.dumps(list(run.class_names)), "FCN_IMAGE_ID": row["image_id"],
             "FCN_MODEL": run.model, "FCN_RUN_ID": run.run_id}  # fmt: skip
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024**2, GDAL_NUM_THREADS="ALL_CPUS"):  # bytes in rasterio
         with rasterio.open(plain, "w", **profile) as dst:
             dst.update_tags(**tags)
             for path in pieces:
