@@ -30,8 +30,11 @@ class PeakMemory:
     The sampling thread's own CPU is left out of ``driver``.
     """
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.1, pss: bool = False) -> None:
         self.interval, self.driver, self.workers = interval, 0, 0
+        # with ``pss``, also the proportional set size (shared pages split among the processes mapping them:
+        # Ray's object store and the shared libraries are counted once), summed and per process; slower
+        self.pss, self.pss_total, self.pss_by_pid = pss, 0, {}
         self.peak_by_pid: dict[int, int] = {}  # each child's own peak resident memory
         # (time.time(), cumulative CPU seconds by group and by worker pid)
         self.cpu_series: list[tuple[float, dict]] = []
@@ -69,6 +72,8 @@ class PeakMemory:
                     group = known[0] if known else "driver" if proc.pid == me.pid else _group(proc)
                     self._last[proc.pid] = (group, cpu)
             self.workers = max(self.workers, total)
+            if self.pss:
+                self._sample_pss(me)
             # the sampling itself (this thread, nvidia-smi) is the benchmark's cost, not the run's
             groups: dict = {"driver": -(time.thread_time() - own), "workers": 0.0, "ray": 0.0, "sampler": 0.0}
             for pid, (group, cpu) in self._last.items():
@@ -77,6 +82,15 @@ class PeakMemory:
                     groups[pid] = cpu
             self.cpu_series.append((time.time(), groups))
             time.sleep(self.interval)
+
+    def _sample_pss(self, me: psutil.Process) -> None:
+        total = 0
+        for proc in [me, *me.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                pss = proc.memory_full_info().pss
+                total += pss
+                self.pss_by_pid[proc.pid] = max(pss, self.pss_by_pid.get(proc.pid, 0))
+        self.pss_total = max(self.pss_total, total)
 
     def cpu_at(self, when: float) -> dict:
         """Cumulative CPU seconds by group and worker pid at ``when``, interpolated between samples."""
@@ -165,7 +179,7 @@ class Timed:
     probes: list[dict]  # ``pipeline.probe`` records; empty unless FCN_PROBE_DIR is set
 
 
-def timed_run(config: RunConfig) -> Timed:
+def timed_run(config: RunConfig, pss: bool = False) -> Timed:
     """Run the job (preflight and Ray start excluded from the time) while sampling memory, CPU and GPU.
 
     With ``FCN_PROBE_DIR`` set, the records of earlier runs there are removed first.
@@ -175,7 +189,7 @@ def timed_run(config: RunConfig) -> Timed:
     for old in os.listdir(folder) if folder else []:
         os.remove(os.path.join(folder, old))
     init_ray(config.ray_address, config.num_cpus)
-    with PeakMemory() as memory, GpuBusy() as gpu:
+    with PeakMemory(0.5 if pss else 0.1, pss=pss) as memory, GpuBusy() as gpu:
         started, clock = time.time(), time.perf_counter()
         record = run(config, plan)
         seconds = time.perf_counter() - clock

@@ -64,14 +64,18 @@ def tile_files(work: Path, count: int) -> Path:
 
 def measured(bench: BenchConfig, folder: Path, out: Path, **options) -> dict:
     """One run of the job: seconds, rows, and peak memory (one process, and driver plus Ray's processes)."""
-    timed = timed_run(bench_config(bench, folder, out, tile_size=TILE, tile_overlap=OVERLAP, **options))
-    peaks = [timed.memory.driver, *timed.memory.peak_by_pid.values()]
+    timed = timed_run(bench_config(bench, folder, out, tile_size=TILE, tile_overlap=OVERLAP, **options), pss=True)
+    memory = timed.memory
     return {
         "seconds": round(timed.seconds, 2),
         "ok": timed.record["counts"]["ok"],
         "errors": timed.record["counts"]["errors"],
-        "peak_one_process_bytes": max(peaks),
-        "peak_all_processes_bytes": timed.memory.driver + timed.memory.workers,
+        # RSS counts every page a process maps, so the object store's pages and torch's libraries are counted
+        # in each process that touched them; PSS splits shared pages among them (the memory really used)
+        "peak_one_process_rss_bytes": max([memory.driver, *memory.peak_by_pid.values()]),
+        "peak_all_processes_rss_bytes": memory.driver + memory.workers,
+        "peak_one_process_pss_bytes": max(memory.pss_by_pid.values(), default=0),
+        "peak_all_processes_pss_bytes": memory.pss_total,
     }
 
 
@@ -112,10 +116,11 @@ def scenes_benchmark(bench: BenchConfig, sides: list[int], compression: str = "j
     log(f"the same {count} tiles as separate files: {run}")
     first = result["runs"][f"{min(sides)} (tiles as rows)"]
     result["throughput_scene_over_files"] = round(first["tiles_per_second"] / run["tiles_per_second"], 3)
-    base = result["runs"]["2048 (tiles as rows)"]["peak_all_processes_bytes"]
-    for side in sides:
-        extra = result["runs"][f"{side} (tiles as rows)"]["peak_all_processes_bytes"] - base
-        result[f"peak_all_above_2048_{side}_bytes"] = extra
+    for kind in ("rss", "pss"):
+        base = result["runs"]["2048 (tiles as rows)"][f"peak_all_processes_{kind}_bytes"]
+        for side in sides:
+            extra = result["runs"][f"{side} (tiles as rows)"][f"peak_all_processes_{kind}_bytes"] - base
+            result[f"peak_all_{kind}_above_2048_{side}_bytes"] = extra
     log(f"throughput scene / files: {result['throughput_scene_over_files']}")
     return result
 
