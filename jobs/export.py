@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 from jobs.flags import model_parser, parse, refuse
-from pipeline.config import ConfigError, ExportConfig, load_config
+from pipeline.config import ConfigError, load_config
+from pipeline.export_config import ExportConfig
 from pipeline.quiet import quiet_ray
 
 

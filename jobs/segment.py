@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if config.export:
         from jobs.export import run_export
-        from pipeline.config import ExportConfig
+        from pipeline.export_config import ExportConfig
 
         shared = {k: getattr(config, k) for k in Shared.model_fields}
         return run_export(ExportConfig(masks=config.output, to=config.export, **shared))

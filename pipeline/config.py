@@ -255,24 +255,6 @@ class RunConfig(Shared):
         )
 
 
-class ExportConfig(Shared):
-    """An export of a finished run's masks table; each field is also a ``--flag`` of ``jobs.export``."""
-
-    masks: str = Field(description="the segment run's --output (folder or S3 prefix holding masks/)")
-    to: list[str] = Field(description=f"formats, comma-separated: {', '.join(FORMATS)}, or all (stac brings cog)")
-    mode: Literal["resume", "overwrite"] = Field(
-        "resume", description="resume: export only images not exported yet; overwrite: redo the chosen formats"
-    )
-    min_area: float = Field(0.0, ge=0, description="geoparquet: leave out regions smaller than this (CRS units^2)")
-    simplify: float = Field(0.0, ge=0, description="geoparquet: simplify outlines to this tolerance (CRS units)")
-    batch_size: int = Field(16, gt=0, description="masks per export task")
-
-    @field_validator("to", mode="before")
-    @classmethod
-    def _formats(cls, value):
-        return parse_formats(value)
-
-
 def load_config(overrides: dict, config_file: str | None = None, model: type[BaseModel] = RunConfig):
     """Merge a YAML file with flag overrides (flags win) and validate as ``model`` (RunConfig, ExportConfig).
 

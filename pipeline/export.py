@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .config import ConfigError, ExportConfig
+from .config import ConfigError
+from .export_config import ExportConfig
 from .io import lease
 from .io.exports import FORMATS, coco, ledger, stac
 from .io.exports.batch import COLUMNS, ExportJob, export_batch

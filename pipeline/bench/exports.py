@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.fs as pafs
 
-from ..config import ExportConfig
 from ..export import export
+from ..export_config import ExportConfig
 from ..io.schema import RunInfo
 from ..io.sink import MaskTableSink
 from ..loop.scenes import CLASSES, make_scene
