@@ -140,7 +140,8 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
         config = with_batch_size(config, resources["num_gpus"])
         segmented = segment_chain(config, plan, resources, committed, listing, scenes)
         segmented.write_datasink(sink)
-        results = sink.results + stitch_scenes(out_fs, root, config.output, sink.run)
+        where = config.output if is_s3(config.output) else root  # mask_uri: an absolute path or an s3:// URI
+        results = sink.results + stitch_scenes(out_fs, root, where, sink.run)
     record = run_record(config, plan, started, committed, results, segmented)
     record["counts"]["retried"] = retried
     record["pool_started"] = segmented is not None

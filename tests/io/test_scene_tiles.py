@@ -141,3 +141,21 @@ def test_reading_a_scene_from_s3_fetches_about_its_size_once(s3_bucket, tmp_path
             tiles += len(rows["image_id"])
     assert tiles == sum(t["tiles"] for t in tasks) and len(tasks) > 1
     assert 0.9 * size < sum(fetched) <= 1.2 * size, (sum(fetched), size)
+
+
+def test_a_scene_from_s3_is_stitched_into_s3(ray_local, s3_bucket, tmp_path, weights):
+    import boto3
+    import s3fs
+
+    image = scene_tiff(tmp_path / "scene.tif", height=700, width=600)
+    boto3.client("s3").upload_file(str(tmp_path / "scene.tif"), s3_bucket, "in/scene.tif")
+    out = f"s3://{s3_bucket}/out"
+    assert job(f"s3://{s3_bucket}/in", out, str(weights), *SCENE) == 0
+    fs = s3fs.S3FileSystem()
+    (row,) = pads.dataset(f"{s3_bucket}/out/masks", filesystem=fs, format="parquet").to_table().to_pylist()
+    assert row["status"] == "ok" and row["mask_uri"] == f"{out}/scenes/{row['image_id']}.tif"
+    with rasterio.MemoryFile(fs.cat_file(row["mask_uri"])) as memory, memory.open() as src:
+        mask = src.read(1)
+        assert src.crs.to_epsg() == 32633 and mask.shape == image.shape[:2]
+    assert (mask[:150, :200] == 255).all() and int((mask != 255).sum()) == sum(row["class_pixels"])
+    assert not fs.ls(f"{s3_bucket}/out/_tiles") if fs.exists(f"{s3_bucket}/out/_tiles") else True
