@@ -147,7 +147,7 @@ def test_a_scene_from_s3_is_stitched_into_s3(ray_local, s3_bucket, tmp_path, wei
     import boto3
     import s3fs
 
-    image = scene_tiff(tmp_path / "scene.tif", height=700, width=600)
+    image = scene_tiff(tmp_path / "scene.tif", height=800, width=700)  # 560,000 px: above --scene-pixels
     boto3.client("s3").upload_file(str(tmp_path / "scene.tif"), s3_bucket, "in/scene.tif")
     out = f"s3://{s3_bucket}/out"
     assert job(f"s3://{s3_bucket}/in", out, str(weights), *SCENE) == 0

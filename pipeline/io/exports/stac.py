@@ -34,7 +34,7 @@ def footprint(geo: Georef, height: int, width: int) -> dict:
     from rasterio.warp import transform_geom
     from shapely.geometry import Polygon, mapping
 
-    corners = [geo.transform * xy for xy in ((0, 0), (width, 0), (width, height), (0, height))]
+    corners = [geo.transform @ xy for xy in ((0, 0), (width, 0), (width, height), (0, height))]
     outline = Polygon(corners)
     dense = shapely.segmentize(outline, max(outline.length / 64, 1e-9))
     return transform_geom(geo.crs, "EPSG:4326", mapping(dense))
