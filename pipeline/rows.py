@@ -11,8 +11,13 @@ def failed(error) -> bool:
 
 
 def strings(values: np.ndarray) -> np.ndarray:
-    """A nullable string column as ``str`` and ``None``, whatever Arrow made of its nulls between stages."""
-    return np.array([v if isinstance(v, str) else None for v in values], dtype=object)
+    """A nullable string column as ``str`` and ``None``, whatever Arrow made of its nulls between stages.
+
+    ``""`` is a null too: stages write it where a block's column would otherwise be all None, which Arrow
+    may type as float and then refuse to merge with the string column of another block (``crs`` of photos
+    beside GeoTIFF tiles).
+    """
+    return np.array([v if isinstance(v, str) and v else None for v in values], dtype=object)
 
 
 def reasons(errors: np.ndarray) -> np.ndarray:

@@ -172,7 +172,7 @@ def _tile_row_batch(src, uri, item, info, rows, cols, r, options, failure=None) 
         out["image"].append(np.ascontiguousarray(image) if error is None else np.zeros((1, 1, 3), np.uint8))
         # no-data only: the region the tile owns is built by the actor from ``tile`` (Segmenter.valid)
         out["valid"].append(valid if valid is not None else ALL_VALID)
-        out["crs"].append(info.crs)
+        out["crs"].append(info.crs or "")  # never an all-None column: see rows.strings
         out["geotransform"].append(np.asarray(info.geotransform or [np.nan] * 6, float))
         out["error"].append(error)
         out["jpeg"].append(b"")

@@ -133,7 +133,7 @@ def _append_frame(
     fed = resize and error is None and size is None
     rows["image"].append(resize_shorter(raster.rgb, resize, source_size(raster)) if fed else raster.rgb)
     rows["valid"].append(ALL_VALID if raster.valid is None else raster.valid)
-    rows["crs"].append(raster.crs)
+    rows["crs"].append(raster.crs or "")  # never an all-None column: see rows.strings
     rows["geotransform"].append(NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform))
     rows["error"].append(error)
     rows["jpeg"].append(blob if size is not None else b"")
