@@ -1,8 +1,14 @@
-"""Nullable string columns between stages (``error``: a reason or None), shared by every stage and the sink."""
+"""What rows carry between stages: the columns of a decoded row, and nullable string columns (``error``: a
+reason or None), shared by every stage, the scene reader and the sink."""
 
 from __future__ import annotations
 
 import numpy as np
+
+# a decoded row, from the decode stage or the scene reader (io/scenes): both feed one union into the actors
+DECODED_COLUMNS = ("image_id", "source", "source_version", "frame", "height", "width", "image", "valid", "crs",
+                   "geotransform", "error", "jpeg", "tile", "pixel_area")  # fmt: skip
+ALL_VALID = np.ones((1, 1), bool)  # the ``valid`` of an image with no no-data pixel
 
 
 def failed(error) -> bool:

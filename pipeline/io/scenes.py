@@ -24,17 +24,14 @@ import pyarrow.compute as pc
 from ..config import RunConfig
 from ..formats.windows import SceneInfo, open_scene, read_rgb, scene_info, scene_range
 from ..grid import axis_windows
+from ..rows import ALL_VALID, DECODED_COLUMNS
 from .sources import Listing
 from .storage import fsspec_fs, is_s3
 
-# the columns of a decoded row (``stages/decode``), which tile rows skip to
-DECODED = ("image_id", "source", "source_version", "frame", "height", "width", "image", "valid", "crs",
-           "geotransform", "error", "jpeg")  # fmt: skip
 SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
 # a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
 PROBE_BITS_PER_PIXEL = 0.5
 PROBE_THREADS = 16
-ALL_VALID = np.ones((1, 1), bool)  # as stages/decode: "no no-data pixels"
 TILES_PER_BLOCK = 4  # decoded tiles per block handed on: 12 MB at 1024 px, a forward batch on CPU
 READ_CACHE_MB = 128  # GDAL block cache while reading a scene: a row of 512-px blocks of a 50,000 px RGB scene is 77 MB
 READ_BLOCK = 64 * 1024  # read-ahead of scene reads: measured 1.11x the file in 65 requests (none: 1.09x in 187)
@@ -151,7 +148,7 @@ def _tile_row_batch(src, uri, item, info, rows, cols, r, options, failure=None) 
             band, band_valid = read_rgb(src, (y0, y1), (0, info.width), options)
         except Exception:  # read tile by tile below: the error names the broken tile
             band = None
-    out: dict[str, list] = {k: [] for k in (*DECODED, "tile", "pixel_area")}
+    out: dict[str, list] = {k: [] for k in DECODED_COLUMNS}
     for c, (x0, x1, ox0, ox1) in enumerate(cols):
         index = r * len(cols) + c
         image, valid, error = None, None, band_error

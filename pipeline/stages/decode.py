@@ -19,29 +19,10 @@ from ..formats.jpeg import actor_size, shorter_side_size
 from ..formats.rasters import Raster, RasterOptions, decode_dicom, decode_tiff, is_dicom, is_tiff, to_rgb
 from ..grid import NO_TILE
 from ..probe import probed
-from ..rows import failed
+from ..rows import ALL_VALID, DECODED_COLUMNS, failed
 
 PLACEHOLDER = np.zeros((1, 1, 3), np.uint8)  # image of an error row; never segmented
-ALL_VALID = np.ones((1, 1), bool)  # "no no-data pixels"
 NO_TRANSFORM = np.full(6, np.nan)
-
-
-COLUMNS = (
-    "image_id",
-    "source",
-    "source_version",
-    "frame",
-    "height",
-    "width",
-    "image",
-    "valid",
-    "crs",
-    "geotransform",
-    "error",
-    "jpeg",
-    "tile",
-    "pixel_area",
-)
 
 
 @probed("decode")
@@ -63,7 +44,7 @@ def decode_batch(
         jpeg_in_actor_below: when set (the tile size), plain JPEGs fed within it are not decoded
             here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.formats.jpeg``).
     """
-    rows: dict[str, list] = {k: [] for k in COLUMNS}
+    rows: dict[str, list] = {k: [] for k in DECODED_COLUMNS}
     versions = batch["source_version"] if "source_version" in batch else [None] * len(batch["image_id"])
     for image_id, source, version, blob, error in zip(
         batch["image_id"], batch["source"], versions, batch["bytes"], batch["error"], strict=True
