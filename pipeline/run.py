@@ -23,7 +23,7 @@ from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
-from .io.scenes import read_scene_tiles, scene_reads
+from .io.scenes import WindowReader, scene_reads, tile_rows
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
@@ -207,12 +207,11 @@ def segment_chain(
         # fusing decoding into the inference actors: it stays in CPU tasks beside them
         memory=DECODE_MEMORY_BYTES,
     )
-    if scenes:  # huge scenes: read by window in their own tasks, their tiles spread over the whole pool
+    if scenes:  # huge scenes: tile rows without pixels, spread over the pool; each actor reads its windows
         scheme = "s3://" if is_s3(config.input) else ""
         tiles = ray.data.from_items(list(scenes), override_num_blocks=len(scenes)).map_batches(
-            read_scene_tiles, fn_kwargs={"config": config, "scheme": scheme}, batch_size=1, batch_format="numpy",
-            memory=DECODE_MEMORY_BYTES,
-        )  # fmt: skip
+            tile_rows, fn_kwargs={"config": config, "scheme": scheme}, batch_size=1, batch_format="numpy"
+        )
         decoded = decoded.union(tiles)
     # frames of a multi-frame file are committed as ``id#k``: resume drops them one by one
     frames = pc.filter(committed, pc.match_substring(committed, "#")) if len(committed) else committed
@@ -220,7 +219,12 @@ def segment_chain(
         decoded = decoded.map_batches(drop_committed_frames, fn_kwargs={"frames": frames}, batch_format="numpy")
     return decoded.map_batches(
         Segmenter,
-        fn_constructor_kwargs={"config": config, "storage": _weights_options(config), "resize": resize},
+        fn_constructor_kwargs={
+            "config": config,
+            "storage": _weights_options(config),
+            "resize": resize,
+            "windows": WindowReader(config) if scenes else None,
+        },  # fmt: skip
         batch_size=config.batch_size,
         batch_format="numpy",
         **resources,

@@ -1,11 +1,11 @@
-"""Huge scenes as tile rows: finding them when listing, and reading them window by window in Ray tasks.
+"""Huge scenes as tile rows: finding them when listing, and their tiles read window by window in the actors.
 
 A listed TIFF (tiled or striped TIFF, BigTIFF, COG, pyramidal slide) above ``--scene-pixels`` at
-``--level`` (every tiled one when ``--level`` is above 0) is a scene. Each scene becomes read tasks of
-``--scene-tile-rows`` rows of tiles; a task reads its rows of the image band by band (each pixel once,
-but the overlap the next task re-reads) and yields decoded tile rows, the tiling of the in-memory path
-(``grid``): a tile's ``valid`` is its own region only, so its mask and statistics hold exactly the
-pixels it owns, and the overlap only feeds the model.
+``--level`` (every tiled one when ``--level`` is above 0) is a scene. Each scene becomes items of
+``--scene-tile-rows`` rows of tiles; an item becomes one block of tile rows that say where each tile
+lies and carry no pixels (``tile_rows``), cut as the in-memory path cuts (``grid``). The inference actor
+reads each window itself (``WindowReader``); a tile's ``valid`` is its own region only (``Segmenter``),
+so its mask and statistics hold exactly the pixels it owns, and the overlap only feeds the model.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict
 
 import fsspec
@@ -32,19 +34,22 @@ SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
 # a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
 PROBE_BITS_PER_PIXEL = 0.5
 PROBE_THREADS = 16
-TILES_PER_BLOCK = 4  # decoded tiles per block handed on: 12 MB at 1024 px, a forward batch on CPU
-READ_CACHE_MB = 128  # GDAL block cache while reading a scene: a row of 512-px blocks of a 50,000 px RGB scene is 77 MB
-READ_BLOCK = 64 * 1024  # read-ahead of scene reads: measured 1.11x the file in 65 requests (none: 1.09x in 187)
+# GDAL's block cache in an actor reading scenes (``cache_bytes``): 307 MB for a 50,000 px RGB scene in 512-px blocks
+READ_CACHE_BOUNDS = (64 * 1024**2, 768 * 1024**2)
+OPEN_SCENES = 2  # scenes an actor keeps open (a header re-read costs range requests: its tile index)
+NO_PIXELS = np.zeros((1, 1, 3), np.uint8)  # the image of a tile row until the actor reads its window
+# each GDAL read one range request: windows are read in any order, so a read-ahead fetched bytes no later
+# read used (64 KiB: 1.43x the file in tests/io/test_scene_tiles.py; none: 1.0005x, 154 requests)
+READ_CACHE_TYPE = "none"
 log = logging.getLogger(__name__)
 
 
 def opener(uri: str, config: RunConfig):
-    """The fsspec filesystem rasterio reads ``uri`` through: S3 with a small read-ahead (s3fs' default is
-    50 MB, which would fetch far more than the windows), else the local disk."""
+    """The fsspec filesystem rasterio reads ``uri`` through: S3 without read-ahead (s3fs' default fetches
+    50 MB, far more than a window), each read a range request, else the local disk."""
     if is_s3(uri):
         options = fsspec_fs(uri, config).storage_options
-        return fsspec.filesystem("s3", default_block_size=READ_BLOCK, default_cache_type="readahead",
-                                 skip_instance_cache=True, **options)  # fmt: skip
+        return fsspec.filesystem("s3", default_cache_type=READ_CACHE_TYPE, skip_instance_cache=True, **options)
     return fsspec.filesystem("file")
 
 
@@ -100,83 +105,102 @@ def scene_tasks(path: str, image_id: str, version: str | None, info: SceneInfo, 
     ]  # fmt: skip
 
 
-def read_scene_tiles(batch: dict, config: RunConfig, scheme: str):
-    """Decoded tile rows of each read item (``scene_tasks``), in blocks of ``TILES_PER_BLOCK``.
+def tile_rows(batch: dict, config: RunConfig, scheme: str):
+    """One block per read item (``scene_tasks``): a row per tile saying where it lies, and no pixels.
 
-    Small blocks let Ray's backpressure hold the reading back while the actors are busy (a block per row
-    of tiles would be 56 decoded tiles, 220 MB, on a 50,000 px scene). A row of tiles that cannot be read
-    as a band is read tile by tile, so that a broken block makes only its own tiles error rows (naming the
-    tile); the scene's row becomes an error when stitched.
+    The inference actor reads each tile's window itself (``WindowReader``), so no decoded tile passes
+    through Ray's object store: its pages, once touched, stay resident in every process that mapped them,
+    and peak memory grew with the scene. A whole item (``--scene-tile-rows`` rows of tiles) goes to one
+    actor, which reads its tiles row by row through one GDAL block cache: each block is fetched once, but
+    the overlap of the rows of tiles next to the item.
     """
-    import rasterio
-
-    from ..formats.rasters import RasterOptions
-
     for k in range(len(batch["path"])):
         fields = json.loads(batch["info"][k])
         info = SceneInfo(**{**fields, "block": tuple(fields["block"]), "geotransform": _tuple(fields["geotransform"])})
-        uri = scheme + batch["path"][k]
         rows = axis_windows(info.height, config.tile_size, config.tile_overlap)
         cols = axis_windows(info.width, config.tile_size, config.tile_overlap)
         first, count = int(batch["first_row"][k]), int(batch["rows"][k])
-        item = {c: batch[c][k] for c in ("image_id", "version")}
+        out: dict[str, list] = {c: [] for c in DECODED_COLUMNS}
+        for r in range(first, first + count):
+            y0, y1, oy0, oy1 = rows[r]
+            for c, (x0, x1, ox0, ox1) in enumerate(cols):
+                tile = [info.height, info.width, y0, y1, x0, x1, oy0, oy1, ox0, ox1, r * len(cols) + c,
+                        len(rows) * len(cols)]  # fmt: skip
+                values = {
+                    "image_id": batch["image_id"][k], "source": scheme + batch["path"][k],
+                    "source_version": batch["version"][k], "frame": -1, "height": y1 - y0, "width": x1 - x0,
+                    "image": NO_PIXELS, "valid": ALL_VALID, "crs": info.crs or "",  # never all None: rows.strings
+                    "geotransform": np.asarray(info.geotransform or [np.nan] * 6, float), "error": None,
+                    "jpeg": b"", "tile": np.asarray(tile, np.int64),
+                    "pixel_area": np.nan,  # a GeoTIFF's area comes from its CRS and transform (sink)
+                }  # fmt: skip
+                for key, value in values.items():
+                    out[key].append(value)
+        yield _arrays(out)
+
+
+class WindowReader:
+    """Reads the windows of scene tile rows (``tile_rows``) inside the inference actor.
+
+    Keeps the last scenes it read open, with GDAL's block cache sized to hold the blocks of one row of
+    tiles and the next (``cache_bytes``), so the overlap between rows of tiles is read once.
+
+    Args:
+        config: ``--level``, the raster options and the S3 settings.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.scenes: OrderedDict[str, tuple] = OrderedDict()  # uri -> (ExitStack, dataset, options, cache)
+
+    def read(self, uri: str, tile: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+        """``(rgb, valid or None, None)`` of one tile's window, or ``(None, None, reason)`` naming the tile."""
+        import rasterio
+
+        _, _, y0, y1, x0, x1, *_, index, _ = (int(v) for v in tile)
         try:
-            # GDAL's block cache (5% of the machine's memory by default) needs to hold one row of blocks
-            with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB * 1024**2), open_scene(gdal_path(uri), opener(uri, config),
-                                                                       info.level) as src:  # fmt: skip
-                options = scene_range(src, config.raster_options())
-                for r in range(first, first + count):
-                    yield from _blocks(_tile_row_batch(src, uri, item, info, rows, cols, r, options))
-        except Exception as exc:  # the file itself cannot be opened any more: every tile of these rows fails
-            reason = f"cannot read {uri}: {type(exc).__name__}: {exc}"
-            for r in range(first, first + count):
-                yield from _blocks(_tile_row_batch(None, uri, item, info, rows, cols, r, RasterOptions(), reason))
-
-
-def _blocks(batch: dict[str, np.ndarray]):
-    rows = len(batch["image_id"])
-    for start in range(0, rows, TILES_PER_BLOCK):
-        yield {k: v[start : start + TILES_PER_BLOCK] for k, v in batch.items()}
-
-
-def _tile_row_batch(src, uri, item, info, rows, cols, r, options, failure=None) -> dict[str, np.ndarray]:
-    """The decode stage's columns plus ``tile`` for the tiles of row of tiles ``r``."""
-    y0, y1, oy0, oy1 = rows[r]
-    band, band_valid, band_error = None, None, failure
-    if failure is None:
+            _, src, options, cache = self.scene(uri)
+        except Exception as exc:  # the file cannot be opened any more: each of its tiles says so
+            return None, None, f"cannot read {uri}: {type(exc).__name__}: {exc}"
         try:
-            band, band_valid = read_rgb(src, (y0, y1), (0, info.width), options)
-        except Exception:  # read tile by tile below: the error names the broken tile
-            band = None
-    out: dict[str, list] = {k: [] for k in DECODED_COLUMNS}
-    for c, (x0, x1, ox0, ox1) in enumerate(cols):
-        index = r * len(cols) + c
-        image, valid, error = None, None, band_error
-        if error is None and band is not None:
-            image = band[:, x0:x1]
-            valid = band_valid[:, x0:x1] if band_valid is not None else None
-        elif error is None:
-            try:
+            with rasterio.Env(GDAL_CACHEMAX=cache):  # bytes in rasterio
                 image, valid = read_rgb(src, (y0, y1), (x0, x1), options)
-            except Exception as exc:
-                error = f"tile {index} (rows {y0}-{y1}, columns {x0}-{x1}) of {uri}: {type(exc).__name__}: {exc}"
-        out["image_id"].append(item["image_id"])
-        out["source"].append(uri)
-        out["source_version"].append(item["version"])
-        out["frame"].append(-1)
-        out["height"].append(y1 - y0 if error is None else 0)
-        out["width"].append(x1 - x0 if error is None else 0)
-        out["image"].append(np.ascontiguousarray(image) if error is None else np.zeros((1, 1, 3), np.uint8))
-        # no-data only: the region the tile owns is built by the actor from ``tile`` (Segmenter.valid)
-        out["valid"].append(valid if valid is not None else ALL_VALID)
-        out["crs"].append(info.crs or "")  # never an all-None column: see rows.strings
-        out["geotransform"].append(np.asarray(info.geotransform or [np.nan] * 6, float))
-        out["error"].append(error)
-        out["jpeg"].append(b"")
-        grid = len(rows) * len(cols)
-        out["tile"].append(np.array([info.height, info.width, y0, y1, x0, x1, oy0, oy1, ox0, ox1, index, grid]))
-        out["pixel_area"].append(np.nan)  # a GeoTIFF's area comes from its CRS and transform (sink)
-    return _arrays(out)
+            return np.ascontiguousarray(image), valid, None
+        except Exception as exc:
+            return None, None, f"tile {index} (rows {y0}-{y1}, columns {x0}-{x1}) of {uri}: {type(exc).__name__}: {exc}"
+
+    def scene(self, uri: str) -> tuple:
+        if uri in self.scenes:
+            self.scenes.move_to_end(uri)
+            return self.scenes[uri]
+        import rasterio
+
+        while len(self.scenes) >= OPEN_SCENES:
+            self.scenes.popitem(last=False)[1][0].close()
+        stack = ExitStack()
+        try:
+            src = stack.enter_context(open_scene(gdal_path(uri), opener(uri, self.config), self.config.level))
+            cache = cache_bytes(scene_info(src, self.config.level), self.config.tile_size)
+            with rasterio.Env(GDAL_CACHEMAX=cache):
+                options = scene_range(src, self.config.raster_options())
+        except BaseException:
+            stack.close()
+            raise
+        self.scenes[uri] = (stack, src, options, cache)
+        return self.scenes[uri]
+
+    def close(self) -> None:
+        while self.scenes:
+            self.scenes.popitem()[1][0].close()
+
+
+def cache_bytes(info: SceneInfo, tile: int) -> int:
+    """GDAL's block cache for reading ``info`` by row of tiles: the blocks of one window's rows and of the next
+    row's (a window spans up to ``tile / block + 1`` rows of blocks), within ``READ_CACHE_BOUNDS``."""
+    rows = tile + 2 * info.block[0]
+    needed = rows * info.width * info.bands * np.dtype(info.dtype).itemsize
+    low, high = READ_CACHE_BOUNDS
+    return int(min(max(needed, low), high))
 
 
 def _tuple(values: list | None) -> tuple | None:

@@ -33,7 +33,10 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class)."""
     errors = reasons(batch["error"])
     ok = np.array([e is None for e in errors], dtype=bool)
-    pngs = np.array([encode_png(m) if good else None for m, good in zip(batch["mask"], ok, strict=True)], dtype=object)
+    # a scene's tile comes encoded already (``Segmenter``): ``mask_png`` is empty for every other row
+    early = batch["mask_png"] if "mask_png" in batch else np.full(len(ok), b"", dtype=object)
+    pngs = np.array([(p if len(p) else encode_png(m)) if good else None
+                     for m, p, good in zip(batch["mask"], early, ok, strict=True)], dtype=object)  # fmt: skip
     pixels = batch["class_pixels"]
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(pixels > 0, batch["confidence_sum"] / pixels, np.nan)

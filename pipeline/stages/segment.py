@@ -17,10 +17,13 @@ from ..formats.jpeg import decode_jpegs, resize_on_device
 from ..formats.rasters import RasterOptions
 from ..grid import NO_TILE
 from ..probe import model_work, probe
-from ..rows import reasons
+from ..rows import ALL_VALID, reasons
 from .decode import decode_frames, describe_decode_error, resize_shorter
+from .postprocess import encode_png
 from .tiles import needs_tiles, segment_tiled
 from .upsample import strip_budget, top_class_strips
+
+NO_MASK = np.zeros((1, 1), np.uint8)  # the mask cell of an error row, and of a tile row sent as PNG
 
 
 def pick_device(requested: str) -> torch.device:
@@ -73,9 +76,11 @@ class Segmenter:
         config: the run configuration (model, weights, device, precision, threads).
         storage: fsspec options for an S3 checkpoint.
         resize: shorter side fed to the model, for the JPEGs this actor decodes itself.
+        windows: reads the window of a scene's tile row (``io.scenes.WindowReader``: ``read(source, tile)``
+            gives ``(rgb, valid, error)``); those rows come without pixels, and leave with their mask as PNG.
     """
 
-    def __init__(self, config: RunConfig, storage: dict, resize: int | None = None) -> None:
+    def __init__(self, config: RunConfig, storage: dict, resize: int | None = None, windows=None) -> None:
         self.device = pick_device(config.device)
         if self.device.type == "cpu":
             torch.set_num_threads(config.threads or max(1, int(config.cpus_per_actor)))
@@ -91,6 +96,7 @@ class Segmenter:
         self.tile, self.overlap = config.tile_size, config.tile_overlap
         self.batch_size = config.batch_size or default_batch_size(self.device.type == "cuda")
         self.resize, self.max_pixels = resize, config.max_pixels
+        self.windows = windows
         self.probed: dict = {}  # this batch's model-work figures (``pipeline.probe``)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -103,20 +109,22 @@ class Segmenter:
         pixels = np.zeros((rows, self.num_classes), np.int64)
         confidence = np.zeros((rows, self.num_classes), np.float64)
         errors = reasons(batch["error"])
-        images, heights, widths = list(batch["image"]), batch["height"], batch["width"]
-        if "jpeg" in batch and self.decode_jpegs(batch["jpeg"], images, errors):
+        images, nodata, heights, widths = list(batch["image"]), list(batch["valid"]), batch["height"], batch["width"]
+        tiles = batch["tile"] if "tile" in batch else np.tile(NO_TILE, (rows, 1))
+        read = self.read_windows(batch["source"], tiles, images, nodata, errors)
+        if ("jpeg" in batch and self.decode_jpegs(batch["jpeg"], images, errors)) or read:
             failed = np.array([e is not None for e in errors])  # an undecodable file has no size, as in decode
             heights, widths = (np.where(failed, 0, side).astype(np.int32) for side in (heights, widths))
         groups, tiled = defaultdict(list), []  # same fed and source size: no padding ever changes a result
         for i in range(rows):
-            masks[i] = np.zeros((1, 1), np.uint8)
+            masks[i] = NO_MASK
             if errors[i] is None:
                 image = images[i]
                 key = (tuple(image.shape), int(heights[i]), int(widths[i]))
                 (tiled.append(i) if needs_tiles(image.shape, self.tile) else groups[key].append(i))
         with torch.inference_mode():
             for (_, height, width), index in groups.items():
-                valid = [self.valid(batch, i) for i in index]
+                valid = [self.valid(nodata[i], tiles[i]) for i in index]
                 for part, result in self.segment_fitting(images, index, height, width, valid):
                     if result is None:
                         errors[part[0]] = f"out of GPU memory even alone ({height}x{width}): lower --tile-size"
@@ -126,12 +134,30 @@ class Segmenter:
                     pixels[part], confidence[part] = result[1], result[2]
             for i in tiled:
                 with model_work(self.probed, self.synchronize):
-                    masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i)
+                    masks[i], pixels[i], confidence[i] = self.segment_huge(batch, i, self.valid(nodata[i], tiles[i]))
+        pngs = np.full(rows, b"", dtype=object)
+        for i in np.flatnonzero(tiles[:, 0] >= 0):  # a scene's tile leaves as PNG, never decoded through the store
+            pngs[i], masks[i] = encode_png(masks[i]), NO_MASK
         keep = ("image_id", "source", "source_version", "frame", "crs", "geotransform", "tile", "pixel_area")
         out = {**{k: batch[k] for k in keep if k in batch}, "height": heights, "width": widths}
         node = np.full(rows, self.node_id, dtype=object)  # for the manifest's per-node row counts
-        extra = {"error": errors, "mask": masks, "class_pixels": pixels, "confidence_sum": confidence, "node": node}
+        extra = {"error": errors, "mask": masks, "mask_png": pngs, "class_pixels": pixels,
+                 "confidence_sum": confidence, "node": node}  # fmt: skip
         return {**out, **extra}
+
+    def read_windows(self, sources, tiles: np.ndarray, images: list, nodata: list, errors: np.ndarray) -> bool:
+        """Read the windows of the batch's scene tile rows in place of their placeholders (``windows``).
+
+        Returns whether any was read (its error row has no size). Without ``windows`` the rows carry pixels.
+        """
+        index = [i for i in np.flatnonzero(tiles[:, 0] >= 0) if errors[i] is None]
+        if self.windows is None or not index:
+            return False
+        for i in index:
+            image, valid, errors[i] = self.windows.read(sources[i], tiles[i])
+            if errors[i] is None:
+                images[i], nodata[i] = image, ALL_VALID if valid is None else valid
+        return True
 
     def decode_jpegs(self, jpegs: np.ndarray, images: list, errors: np.ndarray) -> bool:
         """Decode the JPEGs the decode tasks left to this actor, in place of their placeholders.
@@ -157,11 +183,9 @@ class Segmenter:
             torch.cuda.synchronize(self.device)
 
     @staticmethod
-    def valid(batch: dict[str, np.ndarray], i: int) -> np.ndarray | None:
-        """The pixels to count: no-data left out, and for a tile of a scene (``io/scenes``) only the region
-        it owns, built here from its ``tile`` row rather than shipped (a megabyte per tile)."""
-        valid = batch["valid"][i]  # a 1x1 True placeholder when every pixel is valid
-        tile = batch["tile"][i] if "tile" in batch else NO_TILE
+    def valid(valid: np.ndarray, tile: np.ndarray) -> np.ndarray | None:
+        """The pixels to count: no-data left out (``valid``: a 1x1 True placeholder when every pixel is),
+        and for a tile of a scene (``io/scenes``) only the region it owns, built from its ``tile`` row."""
         if tile[0] < 0:
             return None if valid.all() else valid
         _, _, y0, y1, x0, x1, oy0, oy1, ox0, ox1, *_ = (int(v) for v in tile)
@@ -243,10 +267,9 @@ class Segmenter:
         counts, conf = counts[:-1], conf[:-1]
         return mask.cpu().numpy(), counts.view(n, c).cpu().numpy(), conf.view(n, c).cpu().numpy()
 
-    def segment_huge(self, batch: dict[str, np.ndarray], i: int):
+    def segment_huge(self, batch: dict[str, np.ndarray], i: int, valid: np.ndarray | None):
         """One image larger than a tile: overlap-tile segmentation, then back to the source size."""
         image, height, width = batch["image"][i], int(batch["height"][i]), int(batch["width"][i])
-        valid = self.valid(batch, i)
         same_size = image.shape[:2] == (height, width)
         mask, counts, conf = segment_tiled(
             self.forward, image, valid if same_size else None, self.num_classes,

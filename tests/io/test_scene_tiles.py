@@ -105,7 +105,8 @@ def test_a_pyramid_level_of_a_slide_is_segmented_and_stitched_as_a_pyramidal_tif
 
 @pytest.mark.parametrize("block", [128, 256])
 def test_reading_a_scene_from_s3_fetches_about_its_size_once(s3_bucket, tmp_path, monkeypatch, block):
-    """The read tasks' own code, in this process, on moto: the bytes S3 sends over the file's size."""
+    """The actors' own reading, in this process, on moto: the bytes S3 sends over the file's size, when the
+    items of a scene are read one after another by one reader (as an actor does)."""
     import boto3
     import s3fs
 
@@ -133,13 +134,17 @@ def test_reading_a_scene_from_s3_fetches_about_its_size_once(s3_bucket, tmp_path
     found = scenes.find_scenes([path], [size], "s3://", config)
     fetched.clear()  # the listing's header reads are the driver's, not the tasks'
     tasks = scenes.scene_tasks(path, "id", None, found[path], config)
-    tiles = 0
+    reader, tiles = scenes.WindowReader(config), 0
     for task in tasks:
         batch = {k: np.array([v], dtype=object) for k, v in task.items()}
-        for rows in scenes.read_scene_tiles(batch, config, "s3://"):
-            assert all(e is None for e in rows["error"])
-            tiles += len(rows["image_id"])
+        (rows,) = scenes.tile_rows(batch, config, "s3://")
+        for source, tile in zip(rows["source"], rows["tile"], strict=True):
+            image, _, error = reader.read(source, tile)
+            assert error is None and image.shape == (tile[3] - tile[2], tile[5] - tile[4], 3)
+            tiles += 1
+    reader.close()
     assert tiles == sum(t["tiles"] for t in tasks) and len(tasks) > 1
+    print("S3 bytes over file", sum(fetched) / size, "requests", len(fetched))
     assert 0.9 * size < sum(fetched) <= 1.2 * size, (sum(fetched), size)
 
 
