@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.random_weights:
         print(f"warning: {RANDOM_WEIGHTS}", file=sys.stderr, flush=True)
     try:
-        record = run(config, plan)
+        record = run(config, plan, progress=not config.verbose)
     except ConfigError as exc:  # found once listing starts: an input folder without images
         return refuse(exc)
     except KeyboardInterrupt:

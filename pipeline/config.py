@@ -158,7 +158,10 @@ class RunConfig(Shared):
         "tiled TIFF is read by window at that level)",
     )  # fmt: skip
     scene_tile_rows: int = Field(
-        8, gt=0, description="rows of tiles one read task of a scene reads (each task re-reads one overlap)"
+        8,
+        gt=0,
+        description="rows of tiles of a scene one inference actor reads in order, at most (fewer when "
+        "the scene would give under 2 items per actor); the overlap between two items may be read twice",
     )
     bands: list[int] | None = Field(None, description="1-based bands of a multi-band TIFF used as R,G,B, e.g. 3,2,1")
     value_range: list[float] | None = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -23,13 +24,14 @@ from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
-from .io.scenes import WindowReader, scene_reads, tile_rows
+from .io.scenes import WindowReader, listed_scenes, scene_tasks, tile_count, tile_rows
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
 from .io.stitch import stitch_scenes
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
+from .progress import Progress
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
 from .stages.segment import Segmenter, build_model
@@ -101,24 +103,25 @@ def _input_problem(config: RunConfig) -> str | None:
         return f"--input {uri}: cannot reach it ({type(exc).__name__}: {exc})"
 
 
-def run(config: RunConfig, plan: Plan | None = None) -> dict:
+def run(config: RunConfig, plan: Plan | None = None, progress: bool = False) -> dict:
     """Segment every input of ``config`` and return the manifest written for this run.
 
     Args:
         config: the run configuration.
         plan: what ``preflight`` established; computed here when not given.
+        progress: draw a progress line on stdout (``pipeline.progress``).
     """
     config = with_s3_defaults(config)
     plan = plan or preflight(config)
     out_fs, root = arrow_fs(config.output, config)
     try:
         with lease.hold(fsspec_fs(config.output, config), root, plan.run_id, config.lease_seconds):
-            return _run_holding_lease(config, plan, out_fs, root)
+            return _run_holding_lease(config, plan, out_fs, root, progress)
     except lease.LeaseHeld as exc:
         raise ConfigError([str(exc)]) from None
 
 
-def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, root: str) -> dict:
+def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, root: str, progress: bool) -> dict:
     started = time.time()
     prepare(out_fs, root, config.mode)
     listing = list_inputs(config)
@@ -127,19 +130,23 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
     write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
     results, segmented = [], None
     todo = None if listing is None else pc.sum(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py() or 0
-    scenes = scene_reads(config, listing, committed) if todo else []
+    scenes = listed_scenes(config, listing, committed) if todo else []
     if scenes:
-        log.info("%d scenes read by window as tile rows", len({t["image_id"] for t in scenes}))
+        log.info("%d scenes read by window as tile rows", len(scenes))
     if todo is None or todo > 0:
         init_ray(config.ray_address, config.num_cpus)  # only now: a rerun with nothing new never starts Ray
         sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                              config.rows_per_file)  # fmt: skip
         # a scene is as much work as its tiles: the pool is sized by them
-        tiles = sum(t["tiles"] for t in scenes) - len({t["image_id"] for t in scenes})
-        resources = actor_resources(config, None if todo is None else todo + tiles)
+        tiles = sum(tile_count(info, config) for *_, info in scenes)
+        resources = actor_resources(config, None if todo is None else todo + tiles - len(scenes))
         config = with_batch_size(config, resources["num_gpus"])
-        segmented = segment_chain(config, plan, resources, committed, listing, scenes)
-        segmented.write_datasink(sink)
+        items = [t for scene in scenes for t in scene_tasks(*scene, config, actors=resources["compute"].max_size)]
+        images = None if todo is None else todo - len(scenes)
+        shown = Progress(images, tiles) if progress else contextlib.nullcontext()
+        with shown:
+            segmented = segment_chain(config, plan, resources, committed, listing, items, getattr(shown, "tally", None))
+            segmented.write_datasink(sink)
         where = config.output if is_s3(config.output) else root  # mask_uri: an absolute path or an s3:// URI
         results = sink.results + stitch_scenes(out_fs, root, where, sink.run)
     record = run_record(config, plan, started, committed, results, segmented)
@@ -179,6 +186,7 @@ def segment_chain(
     committed: pa.Array,
     listing: Listing | None = None,
     scenes: list[dict] = (),
+    tally=None,
 ) -> ray.data.Dataset:
     """read -> (drop committed) -> decode -> segment -> postprocess, as one chained Ray Data expression.
 
@@ -188,6 +196,8 @@ def segment_chain(
         resources: the inference pool's ``compute``, ``num_gpus`` and ``num_cpus`` (``actor_resources``).
         committed: image ids already in ``masks/``; their inputs are left out.
         listing: the folder source's files, when listed already (``list_inputs``).
+        scenes: read items of the scenes read by window (``io.scenes.scene_tasks``).
+        tally: the progress line's ``Tally`` actor, or None.
     """
     resize = (config.resize if config.resize is not None else plan.weights.resize) or None
     in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
@@ -228,7 +238,8 @@ def segment_chain(
         batch_size=config.batch_size,
         batch_format="numpy",
         **resources,
-    ).map_batches(finish_batch, batch_format="numpy", batch_size=config.decode_batch_size, num_cpus=FINISH_CPUS)
+    ).map_batches(finish_batch, fn_kwargs={"tally": tally}, batch_format="numpy", batch_size=config.decode_batch_size,
+                  num_cpus=FINISH_CPUS)  # fmt: skip
 
 
 def run_record(

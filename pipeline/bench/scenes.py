@@ -15,6 +15,7 @@ from .inputs import BenchConfig
 from .measure import timed_run
 
 TILE, OVERLAP = 1024, 128  # the job's defaults
+POOL = 2  # inference actors of the runs here (2 cores: 3 logical CPUs, a quarter kept for reading)
 
 
 def blocks() -> list[np.ndarray]:
@@ -109,6 +110,11 @@ def scenes_benchmark(bench: BenchConfig, sides: list[int], compression: str = "j
         run["tiles_per_second"] = round(run["tiles"] / run["seconds"], 3)
         result["runs"][f"{side} (tiles as rows)"] = run
         log(f"{side} x {side} scene as tile rows: {run}")
+    for side in sides:  # items read cold, as by actors taking them in turn: an upper bound of what S3 sends
+        result["runs"][f"{side} (tiles as rows)"]["read_bytes_over_file"] = ratio = read_ratio(
+            bench_config(bench, scene_file(work, side, compression).parent, work / "out", tile_size=TILE,
+                         tile_overlap=OVERLAP, scene_pixels=1), scene_file(work, side, compression), POOL)  # fmt: skip
+        log(f"{side} x {side} scene: its items read cold fetch {ratio}x the file ({POOL} actors' items)")
     count = tiles_of(min(sides))
     run = measured(bench, tile_files(work, count), work / "out")
     run["tiles_per_second"] = round(count / run["seconds"], 3)
@@ -123,6 +129,38 @@ def scenes_benchmark(bench: BenchConfig, sides: list[int], compression: str = "j
             result[f"peak_all_{kind}_above_2048_{side}_bytes"] = extra
     log(f"throughput scene / files: {result['throughput_scene_over_files']}")
     return result
+
+
+def read_ratio(config, path: Path, actors: int) -> float:
+    """Bytes the actors' own reads (``io.scenes.WindowReader``) take from ``path`` over its size, each item of
+    the scene read from a cold start (its header, and the first overlap, read again), items cut for ``actors``.
+
+    The same reads through S3 fetch the same bytes (no read-ahead; ``tests/io/test_scene_tiles.py``).
+    """
+    from fsspec.implementations.local import LocalFileOpener
+
+    from ..io import scenes
+
+    fetched, read = [], LocalFileOpener.read
+
+    def counted(self, *args, **kwargs):
+        data = read(self, *args, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    info = scenes.find_scenes([str(path)], [path.stat().st_size], "", config)[str(path)]
+    LocalFileOpener.read = counted
+    try:
+        for task in scenes.scene_tasks(str(path), "id", None, info, config, actors=actors):
+            reader = scenes.WindowReader(config)
+            (rows,) = scenes.tile_rows({k: np.array([v], dtype=object) for k, v in task.items()}, config, "")
+            for source, tile in zip(rows["source"], rows["tile"], strict=True):
+                error = reader.read(source, tile)[2]
+                assert error is None, error
+            reader.close()
+    finally:
+        LocalFileOpener.read = read
+    return round(sum(fetched) / path.stat().st_size, 4)
 
 
 def agreement(bench: BenchConfig, side: int = 4000, log=print) -> dict:

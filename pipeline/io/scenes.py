@@ -36,6 +36,7 @@ PROBE_BITS_PER_PIXEL = 0.5
 PROBE_THREADS = 16
 # GDAL's block cache in an actor reading scenes (``cache_bytes``): 307 MB for a 50,000 px RGB scene in 512-px blocks
 READ_CACHE_BOUNDS = (64 * 1024**2, 768 * 1024**2)
+ITEMS_PER_ACTOR = 2  # read items of a scene per inference actor, at least (``scene_tasks``)
 OPEN_SCENES = 2  # scenes an actor keeps open (a header re-read costs range requests: its tile index)
 NO_PIXELS = np.zeros((1, 1, 3), np.uint8)  # the image of a tile row until the actor reads its window
 # each GDAL read one range request: windows are read in any order, so a read-ahead fetched bytes no later
@@ -92,17 +93,32 @@ def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConf
     return scenes
 
 
-def scene_tasks(path: str, image_id: str, version: str | None, info: SceneInfo, config: RunConfig) -> list[dict]:
-    """One item per ``--scene-tile-rows`` rows of tiles of one scene: what a read task needs."""
+def scene_tasks(
+    path: str, image_id: str, version: str | None, info: SceneInfo, config: RunConfig, actors: int = 1
+) -> list[dict]:
+    """The read items of one scene: a few rows of tiles each, what one actor reads in order.
+
+    An item is ``--scene-tile-rows`` rows of tiles at most, and fewer when the scene would otherwise give
+    the pool under ``ITEMS_PER_ACTOR`` items per actor: one actor takes an item whole, so large items on
+    a small scene would leave actors idle (3 items of 8 rows on 2 actors ran one actor alone for a third
+    of a 20,000 px scene). The overlap between two items is read twice when two actors take them.
+    """
     rows = axis_windows(info.height, config.tile_size, config.tile_overlap)
     cols = len(axis_windows(info.width, config.tile_size, config.tile_overlap))
-    step = config.scene_tile_rows
+    step = max(1, min(config.scene_tile_rows, -(-len(rows) // (ITEMS_PER_ACTOR * actors))))
     header = json.dumps(asdict(info))
     return [
         {"path": path, "image_id": image_id, "version": version, "first_row": first,
          "rows": min(step, len(rows) - first), "tiles": min(step, len(rows) - first) * cols, "info": header}
         for first in range(0, len(rows), step)
     ]  # fmt: skip
+
+
+def tile_count(info: SceneInfo, config: RunConfig) -> int:
+    """Tiles of a scene: the work it gives the pool."""
+    return len(axis_windows(info.height, config.tile_size, config.tile_overlap)) * len(
+        axis_windows(info.width, config.tile_size, config.tile_overlap)
+    )
 
 
 def tile_rows(batch: dict, config: RunConfig, scheme: str):
@@ -227,8 +243,8 @@ def scene_stem(image_id: str) -> str:
     return os.path.basename(image_id)
 
 
-def scene_reads(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[dict]:
-    """The read tasks of the listed, uncommitted scenes (``io/scenes``): tiles as rows."""
+def listed_scenes(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[tuple]:
+    """The listed, uncommitted scenes (``find_scenes``) as ``(path, image id, version, SceneInfo)``."""
     if listing is None or not listing.sizes:
         return []
     scheme = "s3://" if is_s3(config.input) else ""
@@ -237,4 +253,4 @@ def scene_reads(config: RunConfig, listing: Listing | None, committed: pa.Array)
     found = find_scenes([p for p, _ in picked], [s for _, s in picked], scheme, config)
     ids = dict(zip(listing.paths, listing.ids.to_pylist(), strict=True))
     versions = dict(zip(listing.paths, listing.versions.to_pylist(), strict=True))
-    return [task for path, info in found.items() for task in scene_tasks(path, ids[path], versions[path], info, config)]
+    return [(path, ids[path], versions[path], info) for path, info in found.items()]

@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..grid import NO_TILE
 from ..probe import probed
+from ..progress import batch_counts
 from ..rows import reasons
 
 
@@ -29,9 +30,17 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 @probed("finish")
-def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class)."""
+def finish_batch(batch: dict[str, np.ndarray], tally=None) -> dict[str, np.ndarray]:
+    """Rows of the masks table, plus ``class_confidence`` (mean softmax probability per class).
+
+    Args:
+        batch: the inference actors' rows.
+        tally: the run's ``progress.Tally`` actor, told what this batch adds, or None.
+    """
     errors = reasons(batch["error"])
+    tiles = batch["tile"] if "tile" in batch else np.tile(NO_TILE, (len(errors), 1))
+    if tally is not None:
+        tally.add.remote(batch_counts(errors, tiles))
     ok = np.array([e is None for e in errors], dtype=bool)
     # a scene's tile comes encoded already (``Segmenter``): ``mask_png`` is empty for every other row
     early = batch["mask_png"] if "mask_png" in batch else np.full(len(ok), b"", dtype=object)
@@ -55,6 +64,6 @@ def finish_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "frame": batch["frame"],
         "crs": batch["crs"],
         "geotransform": batch["geotransform"],
-        "tile": batch["tile"] if "tile" in batch else np.tile(NO_TILE, (len(ok), 1)),
+        "tile": tiles,
         "pixel_area": batch["pixel_area"] if "pixel_area" in batch else np.full(len(ok), np.nan),
     }

@@ -53,6 +53,7 @@ def test_clean_run(clean):
     assert clean.runs[-1]["counts"] == counts and clean.runs[-1]["complete"]
     log = Path(clean.log).read_text(errors="replace")  # quiet: Ray's INFO, WARNING and warnings go to a file
     assert "Ray's own log lines go to" in log and not re.search(r"\b(INFO|WARNING)\b|UserWarning", log), log
+    assert not re.search(r"^\[[^\]]* E \d+ \d+\]", log, re.M), log  # no ERROR-level line of Ray's C++ core
 
 
 def test_inference_actor_killed_mid_run(tmp_path, images):
