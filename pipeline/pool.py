@@ -9,7 +9,7 @@ from .config import RunConfig
 from .stages.segment import default_batch_size
 
 
-def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
+def actor_resources(config: RunConfig, inputs: int | None = None, items: int = 0) -> dict:
     """Pool size and per-actor resources from what the cluster reports.
 
     On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
@@ -19,6 +19,7 @@ def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
     Args:
         config: the run configuration (pool bounds, resources per actor).
         inputs: inputs still to do, when known from the listing: the pool is no larger than their batches.
+        items: read items of scenes (``io.scenes.scene_tasks``), each taken whole by one actor.
     """
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
@@ -32,8 +33,8 @@ def actor_resources(config: RunConfig, inputs: int | None = None) -> dict:
         up = None
         largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
     size = min(config.actors_max or largest, largest)
-    if inputs is not None:  # a small run: no more actors than decode batches to give them
-        size = max(1, min(size, -(-inputs // config.decode_batch_size)))
+    if inputs is not None:  # a small run: no more actors than decode batches and scene items to give them
+        size = max(1, min(size, -(-inputs // config.decode_batch_size) + items))
     # fewer GPUs up than the pool asks for: start on what is there instead of waiting for the whole pool
     smallest = config.actors_min or (1 if up is not None and up < size else size)
     return {

@@ -137,12 +137,13 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
         init_ray(config.ray_address, config.num_cpus)  # only now: a rerun with nothing new never starts Ray
         sink = MaskTableSink(out_fs, root, RunInfo(plan.run_id, config.model, plan.weights.sha256, plan.class_names),
                              config.rows_per_file)  # fmt: skip
-        # a scene is as much work as its tiles: the pool is sized by them
-        tiles = sum(tile_count(info, config) for *_, info in scenes)
-        resources = actor_resources(config, None if todo is None else todo + tiles - len(scenes))
-        config = with_batch_size(config, resources["num_gpus"])
-        items = [t for scene in scenes for t in scene_tasks(*scene, config, actors=resources["compute"].max_size)]
+        # scenes are cut for the largest pool, which their items (each taken whole by one actor) then bound
+        largest = actor_resources(config)["compute"].max_size
+        items = [t for scene in scenes for t in scene_tasks(*scene, config, actors=largest)]
         images = None if todo is None else todo - len(scenes)
+        resources = actor_resources(config, images, items=len(items))
+        config = with_batch_size(config, resources["num_gpus"])
+        tiles = sum(tile_count(info, config) for *_, info in scenes)
         shown = Progress(images, tiles) if progress else contextlib.nullcontext()
         with shown:
             segmented = segment_chain(config, plan, resources, committed, listing, items, getattr(shown, "tally", None))

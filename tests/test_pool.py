@@ -47,3 +47,14 @@ def test_zero_gpus_up_with_actors_max_scales_from_zero(monkeypatch):
 
 def test_actors_min_overrides_the_smallest_pool(monkeypatch):
     assert pool(monkeypatch, {"CPU": 8.0, "GPU": 1.0}, actors_max=4, actors_min=2) == (2, 4, 1.0)
+
+
+def test_a_small_run_gets_no_more_actors_than_batches_and_scene_items(monkeypatch):
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    config = RunConfig(input="in", output="out", weights="random")
+
+    def size(inputs, items=0):
+        return actor_resources(config, inputs, items=items)["compute"].max_size
+
+    assert (size(None), size(7), size(40)) == (12, 1, 3)  # 16 images a decode batch
+    assert (size(0, items=3), size(7, items=3), size(1000, items=3)) == (3, 4, 12)  # an item goes to one actor

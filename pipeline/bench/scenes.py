@@ -16,6 +16,7 @@ from .measure import timed_run
 
 TILE, OVERLAP = 1024, 128  # the job's defaults
 POOL = 2  # inference actors of the runs here (2 cores: 3 logical CPUs, a quarter kept for reading)
+AS_ROWS = {"scene_pixels": 1}  # every scene through tiles as rows
 
 
 def blocks() -> list[np.ndarray]:
@@ -101,11 +102,11 @@ def scenes_benchmark(bench: BenchConfig, sides: list[int], compression: str = "j
     reference = scene_file(work, 2048, compression)
     result["runs"]["2048 (in memory)"] = run = measured(bench, reference.parent, work / "out")
     log(f"2048 x 2048 scene, the in-memory path (one actor: the pool is sized by the inputs): {run}")
-    result["runs"]["2048 (tiles as rows)"] = run = measured(bench, reference.parent, work / "out", scene_pixels=1)
+    result["runs"]["2048 (tiles as rows)"] = run = measured(bench, reference.parent, work / "out", **AS_ROWS)
     log(f"2048 x 2048 scene as tile rows (the same run as the large scenes): {run}")
     for side in sides:
         path = scene_file(work, side, compression)
-        run = measured(bench, path.parent, work / "out", scene_pixels=1)
+        run = measured(bench, path.parent, work / "out", **AS_ROWS)
         run.update(tiles=tiles_of(side), file_bytes=path.stat().st_size)
         run["tiles_per_second"] = round(run["tiles"] / run["seconds"], 3)
         result["runs"][f"{side} (tiles as rows)"] = run
