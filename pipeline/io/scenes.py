@@ -98,14 +98,18 @@ def scene_tasks(
 ) -> list[dict]:
     """The read items of one scene: a few rows of tiles each, what one actor reads in order.
 
-    An item is ``--scene-tile-rows`` rows of tiles at most, and fewer when the scene would otherwise give
-    the pool under ``ITEMS_PER_ACTOR`` items per actor: one actor takes an item whole, so large items on
-    a small scene would leave actors idle (3 items of 8 rows on 2 actors ran one actor alone for a third
-    of a 20,000 px scene). The overlap between two items is read twice when two actors take them.
+    An item is ``--scene-tile-rows`` rows of tiles at most, and fewer so that the pool gets at least
+    ``ITEMS_PER_ACTOR`` items per actor, as many for each actor where the rows allow: one actor takes an
+    item whole, so large items on a small scene would leave actors idle (3 items of 8 rows on 2 actors
+    ran one actor alone for a third of a 20,000 px scene). The overlap between two items is read twice
+    when two actors take them.
     """
     rows = axis_windows(info.height, config.tile_size, config.tile_overlap)
     cols = len(axis_windows(info.width, config.tile_size, config.tile_overlap))
-    step = max(1, min(config.scene_tile_rows, -(-len(rows) // (ITEMS_PER_ACTOR * actors))))
+    # at least ITEMS_PER_ACTOR items per actor, and a multiple of the actors: 7 items of 8 rows on 2 actors
+    # left one alone for the last item's 4 minutes (50,000 px); 8 items of 7 rows keep both busy
+    items = max(ITEMS_PER_ACTOR * actors, -(-len(rows) // config.scene_tile_rows))
+    step = max(1, -(-len(rows) // (-(-items // actors) * actors)))
     header = json.dumps(asdict(info))
     return [
         {"path": path, "image_id": image_id, "version": version, "first_row": first,
