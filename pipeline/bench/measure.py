@@ -36,6 +36,7 @@ class PeakMemory:
         # Ray's object store and the shared libraries are counted once), summed and per process; slower
         self.pss, self.pss_total, self.pss_by_pid = pss, 0, {}
         self.peak_by_pid: dict[int, int] = {}  # each child's own peak resident memory
+        self.title_at_peak: dict[int, str] = {}  # and what it was then (a Ray worker's title names its task)
         # (time.time(), cumulative CPU seconds by group and by worker pid)
         self.cpu_series: list[tuple[float, dict]] = []
         self._base: dict[int, float] = {}
@@ -65,7 +66,9 @@ class PeakMemory:
                     if proc.pid != me.pid:
                         rss = proc.memory_info().rss
                         total += rss
-                        self.peak_by_pid[proc.pid] = max(rss, self.peak_by_pid.get(proc.pid, 0))
+                        if rss > self.peak_by_pid.get(proc.pid, 0):
+                            self.peak_by_pid[proc.pid] = rss
+                            self.title_at_peak[proc.pid] = " ".join(proc.cmdline()[:1])[:80]
                     cpu = _cpu_seconds(proc) - self._base.get(proc.pid, 0.0)
                     # a process keeps its group: read its command line once, not every sample
                     known = self._last.get(proc.pid)

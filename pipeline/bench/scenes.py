@@ -78,6 +78,12 @@ def measured(bench: BenchConfig, folder: Path, out: Path, **options) -> dict:
         "peak_all_processes_rss_bytes": memory.driver + memory.workers,
         "peak_one_process_pss_bytes": max(memory.pss_by_pid.values(), default=0),
         "peak_all_processes_pss_bytes": memory.pss_total,
+        # the largest processes at their peaks: which one grows with the scene
+        "largest_processes_rss_gib": sorted(
+            [("driver", round(memory.driver / 2**30, 2))]
+            + [(memory.title_at_peak.get(pid, "?"), round(rss / 2**30, 2)) for pid, rss in memory.peak_by_pid.items()],
+            key=lambda item: -item[1],
+        )[:6],
     }
 
 
