@@ -73,7 +73,7 @@ def ctrl_c(workdir: Path, images: Path) -> Outcome:
     return driver_killed(workdir, images, signal.SIGINT)
 
 
-def nightly(workdir: Path, images: Path | None = None, steps: tuple[int, ...] = (8, 4, 4, 3)) -> Outcome:
+def nightly(workdir: Path, images: Path | None = None, steps: tuple[int, ...] = (16, 12, 4, 3)) -> Outcome:
     """g. A folder grows before each run; every run but the last two is killed mid-run.
 
     The last run follows a completed one, so it must process exactly the images added before it.
