@@ -34,7 +34,7 @@ SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
 # a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
 PROBE_BITS_PER_PIXEL = 0.5
 PROBE_THREADS = 16
-# GDAL's block cache in an actor reading scenes (``cache_bytes``): 307 MB for a 50,000 px RGB scene in 512-px blocks
+# GDAL's block cache in an actor reading scenes (``cache_bytes``): 293 MiB for a 50,000 px RGB scene in 512-px blocks
 READ_CACHE_BOUNDS = (64 * 1024**2, 768 * 1024**2)
 ITEMS_PER_ACTOR = 2  # read items of a scene per inference actor, at least (``scene_tasks``)
 OPEN_SCENES = 2  # scenes an actor keeps open (a header re-read costs range requests: its tile index)
@@ -216,7 +216,11 @@ class WindowReader:
 
 def cache_bytes(info: SceneInfo, tile: int) -> int:
     """GDAL's block cache for reading ``info`` by row of tiles: the blocks of one window's rows and of the next
-    row's (a window spans up to ``tile / block + 1`` rows of blocks), within ``READ_CACHE_BOUNDS``."""
+    row's (a window spans up to ``tile / block + 1`` rows of blocks), within ``READ_CACHE_BOUNDS``.
+
+    ``tile`` + 2 blocks of rows, measured: 1.076x the file at 20,000 px; ``tile`` + 1 block, 1.20x (LRU at
+    its exact capacity evicts blocks the next row needs); capped at 192 MiB, 1.42x at 50,000 px.
+    """
     rows = tile + 2 * info.block[0]
     needed = rows * info.width * info.bands * np.dtype(info.dtype).itemsize
     low, high = READ_CACHE_BOUNDS
