@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.random_weights:
         print(f"warning: {RANDOM_WEIGHTS}", file=sys.stderr, flush=True)
     try:
-        record = run(config, plan, progress=not config.verbose)
+        # the progress line on a terminal only: a submitted job's log or a file gets the summary line
+        record = run(config, plan, progress=not config.verbose and sys.stdout.isatty())
     except ConfigError as exc:  # found once listing starts: an input folder without images
         return refuse(exc)
     except KeyboardInterrupt:
