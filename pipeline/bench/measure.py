@@ -35,6 +35,7 @@ class PeakMemory:
         # with ``pss``, also the proportional set size (shared pages split among the processes mapping them:
         # Ray's object store and the shared libraries are counted once), summed and per process; slower
         self.pss, self.pss_total, self.pss_by_pid = pss, 0, {}
+        self.pss_at_peak: list[tuple[str, int]] = []  # (title, PSS) of each process when the sum peaked
         self.peak_by_pid: dict[int, int] = {}  # each child's own peak resident memory
         self.title_at_peak: dict[int, str] = {}  # and what it was then (a Ray worker's title names its task)
         # (time.time(), cumulative CPU seconds by group and by worker pid)
@@ -87,13 +88,15 @@ class PeakMemory:
             time.sleep(self.interval)
 
     def _sample_pss(self, me: psutil.Process) -> None:
-        total = 0
+        total, now = 0, []
         for proc in [me, *me.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
                 pss = proc.memory_full_info().pss
                 total += pss
                 self.pss_by_pid[proc.pid] = max(pss, self.pss_by_pid.get(proc.pid, 0))
-        self.pss_total = max(self.pss_total, total)
+                now.append(("driver" if proc.pid == me.pid else " ".join(proc.cmdline()[:1])[:60], pss))
+        if total > self.pss_total:
+            self.pss_total, self.pss_at_peak = total, sorted(now, key=lambda item: -item[1])
 
     def cpu_at(self, when: float) -> dict:
         """Cumulative CPU seconds by group and worker pid at ``when``, interpolated between samples."""

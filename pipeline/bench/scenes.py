@@ -78,6 +78,9 @@ def measured(bench: BenchConfig, folder: Path, out: Path, **options) -> dict:
         "peak_all_processes_rss_bytes": memory.driver + memory.workers,
         "peak_one_process_pss_bytes": max(memory.pss_by_pid.values(), default=0),
         "peak_all_processes_pss_bytes": memory.pss_total,
+        # what the summed peak was made of: the processes above 100 MiB then, and the rest together
+        "pss_at_peak_gib": [(title, round(pss / 2**30, 2)) for title, pss in memory.pss_at_peak if pss > 100 * 2**20]
+        + [("the rest", round(sum(pss for _, pss in memory.pss_at_peak if pss <= 100 * 2**20) / 2**30, 2))],
         # the largest processes at their peaks: which one grows with the scene
         "largest_processes_rss_gib": sorted(
             [("driver", round(memory.driver / 2**30, 2))]

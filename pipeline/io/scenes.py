@@ -27,6 +27,7 @@ from ..config import RunConfig
 from ..formats.windows import SceneInfo, open_scene, read_rgb, scene_info, scene_range
 from ..grid import axis_windows
 from ..rows import ALL_VALID, DECODED_COLUMNS
+from .blocks import CachedRanges
 from .sources import Listing
 from .storage import fsspec_fs, is_s3
 
@@ -34,8 +35,10 @@ SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
 # a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
 PROBE_BITS_PER_PIXEL = 0.5
 PROBE_THREADS = 16
-# GDAL's block cache in an actor reading scenes (``cache_bytes``): 293 MiB for a 50,000 px RGB scene in 512-px blocks
-READ_CACHE_BOUNDS = (64 * 1024**2, 768 * 1024**2)
+# what an actor reading a scene keeps between windows: GDAL's decoded blocks (``cache_bytes``) and the
+# compressed bytes read (``range_bytes``)
+READ_CACHE_BOUNDS = (32 * 1024**2, 768 * 1024**2)
+READ_RANGES_BOUNDS = (16 * 1024**2, 512 * 1024**2)
 ITEMS_PER_ACTOR = 2  # read items of a scene per inference actor, at least (``scene_tasks``)
 OPEN_SCENES = 2  # scenes an actor keeps open (a header re-read costs range requests: its tile index)
 NO_PIXELS = np.zeros((1, 1, 3), np.uint8)  # the image of a tile row until the actor reads its window
@@ -162,8 +165,11 @@ def tile_rows(batch: dict, config: RunConfig, scheme: str):
 class WindowReader:
     """Reads the windows of scene tile rows (``tile_rows``) inside the inference actor.
 
-    Keeps the last scenes it read open, with GDAL's block cache sized to hold the blocks of one row of
-    tiles and the next (``cache_bytes``), so the overlap between rows of tiles is read once.
+    Keeps the last scenes it read open. Each row of tiles overlaps the next: the compressed bytes of the
+    blocks a row of tiles spans stay in the reader (``io.blocks.CachedRanges``, ``range_bytes``), so each
+    is fetched once, and GDAL's decoded block cache holds about two windows (``cache_bytes``), so the
+    overlap between neighbouring tiles of a row is decoded once. Neither grows with the scene's width
+    (for tiled files; a striped file's strips are as wide as the scene).
 
     Args:
         config: ``--level``, the raster options and the S3 settings.
@@ -199,8 +205,12 @@ class WindowReader:
             self.scenes.popitem(last=False)[1][0].close()
         stack = ExitStack()
         try:
-            src = stack.enter_context(open_scene(gdal_path(uri), opener(uri, self.config), self.config.level))
-            cache = cache_bytes(scene_info(src, self.config.level), self.config.tile_size)
+            ranges = CachedRanges(opener(uri, self.config), READ_RANGES_BOUNDS[0])
+            stack.callback(ranges.clear)
+            src = stack.enter_context(open_scene(gdal_path(uri), ranges, self.config.level))
+            info = scene_info(src, self.config.level)
+            ranges.capacity = range_bytes(info, ranges.size(gdal_path(uri)), self.config.tile_size)
+            cache = cache_bytes(info, self.config.tile_size)
             with rasterio.Env(GDAL_CACHEMAX=cache):
                 options = scene_range(src, self.config.raster_options())
         except BaseException:
@@ -214,17 +224,30 @@ class WindowReader:
             self.scenes.popitem()[1][0].close()
 
 
-def cache_bytes(info: SceneInfo, tile: int) -> int:
-    """GDAL's block cache for reading ``info`` by row of tiles: the blocks of one window's rows and of the next
-    row's (a window spans up to ``tile / block + 1`` rows of blocks), within ``READ_CACHE_BOUNDS``.
+def _window_span(info: SceneInfo, tile: int) -> tuple[int, int]:
+    """Rows and columns of the blocks one tile's window spans, at most (``tile / block + 1`` blocks a side)."""
+    return min(tile + 2 * info.block[0], info.height), min(tile + 2 * info.block[1], info.width)
 
-    ``tile`` + 2 blocks of rows, measured: 1.076x the file at 20,000 px; ``tile`` + 1 block, 1.20x (LRU at
-    its exact capacity evicts blocks the next row needs); capped at 192 MiB, 1.42x at 50,000 px.
+
+def cache_bytes(info: SceneInfo, tile: int) -> int:
+    """GDAL's decoded block cache for reading ``info`` tile after tile: the blocks of two windows, within
+    ``READ_CACHE_BOUNDS`` (12 MiB for an RGB scene in 512-px blocks and 1024-px tiles; a striped scene's
+    strips span its width, so it needs a row of them: what a cache sized by the width measured, 1.076x).
     """
-    rows = tile + 2 * info.block[0]
-    needed = rows * info.width * info.bands * np.dtype(info.dtype).itemsize
+    rows, columns = _window_span(info, tile)
+    needed = 2 * rows * columns * info.bands * np.dtype(info.dtype).itemsize
     low, high = READ_CACHE_BOUNDS
     return int(min(max(needed, low), high))
+
+
+def range_bytes(info: SceneInfo, file_bytes: int, tile: int) -> int:
+    """The compressed bytes kept between windows (``io.blocks.CachedRanges``): the share of the file under
+    the rows of blocks a row of tiles spans, with half again for blocks that compress worse than the
+    average, within ``READ_RANGES_BOUNDS`` (40 MiB for the 50,000 px JPEG scene of the benchmark: 647 MB).
+    """
+    rows, _ = _window_span(info, tile)
+    low, high = READ_RANGES_BOUNDS
+    return int(min(max(1.5 * file_bytes * rows / info.height, low), high))
 
 
 def _tuple(values: list | None) -> tuple | None:
