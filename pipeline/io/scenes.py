@@ -134,8 +134,8 @@ def tile_rows(batch: dict, config: RunConfig, scheme: str):
     The inference actor reads each tile's window itself (``WindowReader``), so no decoded tile passes
     through Ray's object store: its pages, once touched, stay resident in every process that mapped them,
     and peak memory grew with the scene. A whole item (``--scene-tile-rows`` rows of tiles) goes to one
-    actor, which reads its tiles row by row through one GDAL block cache: each block is fetched once, but
-    the overlap of the rows of tiles next to the item.
+    actor, which reads its tiles row by row keeping the compressed bytes it read (``WindowReader``): each
+    block is fetched once, but the overlap of the rows of tiles next to the item.
     """
     for k in range(len(batch["path"])):
         fields = json.loads(batch["info"][k])
