@@ -204,6 +204,7 @@ def segment_chain(
     in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
     decode_args = {"resize": resize, "max_pixels": config.max_pixels, "options": config.raster_options()}
     decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
+    decode_args["reduced_jpeg"] = config.jpeg_reduced_decode
     # reading asks for decoding's memory, so that Ray fuses the two: the bytes go straight to the decoder
     # in one task instead of through the object store and a second task
     skip = (

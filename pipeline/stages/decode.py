@@ -33,6 +33,7 @@ def decode_batch(
     max_pixels: int,
     options: RasterOptions = RasterOptions(),  # noqa: B008 (frozen, never mutated)
     jpeg_in_actor_below: int | None = None,
+    reduced_jpeg: bool = False,
 ) -> dict[str, np.ndarray]:
     """Decode every row; a row that cannot be decoded keeps its place with an ``error``.
 
@@ -50,7 +51,8 @@ def decode_batch(
         batch["image_id"], batch["source"], versions, batch["bytes"], batch["error"], strict=True
     ):
         error = error if failed(error) else None
-        frames, error, size = _decode_one(blob, error, resize, max_pixels, options, jpeg_in_actor_below)
+        draft = resize if reduced_jpeg else None
+        frames, error, size = _decode_one(blob, error, resize, max_pixels, options, jpeg_in_actor_below, draft)
         for raster in frames or [Raster(PLACEHOLDER)]:
             rows["source_version"].append(version if isinstance(version, str) else None)
             _append_frame(rows, image_id, source, blob, raster, error, size, resize)
@@ -64,6 +66,7 @@ def _decode_one(
     max_pixels: int,
     options: RasterOptions,
     jpeg_in_actor_below: int | None,
+    draft: int | None = None,
 ) -> tuple[list[Raster], str | None, tuple[int, int] | None]:
     """Frames, error and the (height, width) of a JPEG left to the inference actor (else ``None``)."""
     frames: list[Raster] = []
@@ -72,7 +75,7 @@ def _decode_one(
         size = actor_size(blob, max_pixels=max_pixels, resize=resize, tile=jpeg_in_actor_below)
     if error is None and size is None:
         try:
-            frames = decode_frames(blob, max_pixels, options, resize)
+            frames = decode_frames(blob, max_pixels, options, draft)
         except Exception as exc:  # any decoder failure is this image's error row
             error = describe_decode_error(exc)
     if frames and resize and (too_large := fed_too_large(frames, resize, max_pixels)):
@@ -140,7 +143,7 @@ def _objects(values: list) -> np.ndarray:
 
 
 def decode_frames(blob: bytes, max_pixels: int, options: RasterOptions, resize: int | None = None) -> list[Raster]:
-    """Every frame of one file; a JPEG fed at ``resize`` may be decoded smaller (``decode_photo``)."""
+    """Every frame of one file; a JPEG may be decoded smaller, at least ``resize`` (``decode_photo``)."""
     if not blob:
         raise ValueError("the file is empty (0 bytes)")
     if is_dicom(blob):  # first: a DICOM preamble may itself look like a TIFF header
@@ -153,7 +156,7 @@ def decode_frames(blob: bytes, max_pixels: int, options: RasterOptions, resize: 
 def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions, resize: int | None = None) -> Raster:
     """Pillow: EXIF orientation applied, every common mode to RGB, 16-bit scaled like rasters.
 
-    A JPEG that will be fed at ``resize`` is decoded at the smallest of libjpeg's 1/2, 1/4 and 1/8
+    With ``resize`` (``--jpeg-reduced-decode`` only: it changes pixels), a JPEG is decoded at the smallest of libjpeg's 1/2, 1/4 and 1/8
     scales that stays at least that size (``Image.draft``: a 12 MP photo fed at 520 decodes at 1/4,
     about a tenth of the work); ``Raster.size`` keeps the source's size for the mask.
     """
