@@ -7,6 +7,7 @@ top two classes are apart (random logits near a tie would flip on rounding alone
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def phone_photo() -> bytes:
 
 def real_photos() -> dict[str, bytes]:
     sample = {"hopper.jpg": "grace_hopper.jpg", "pack.png": "Minduka_Present_Blue_Pack.png"}
-    photos = {name: open(cbook.get_sample_data(f, asfileobj=False), "rb").read() for name, f in sample.items()}
+    photos = {name: Path(cbook.get_sample_data(f, asfileobj=False)).read_bytes() for name, f in sample.items()}
     return {**photos, "phone.jpg": phone_photo()}
 
 

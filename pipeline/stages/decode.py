@@ -156,7 +156,8 @@ def decode_frames(blob: bytes, max_pixels: int, options: RasterOptions, resize: 
 def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions, resize: int | None = None) -> Raster:
     """Pillow: EXIF orientation applied, every common mode to RGB, 16-bit scaled like rasters.
 
-    With ``resize`` (``--jpeg-reduced-decode`` only: it changes pixels), a JPEG is decoded at the smallest of libjpeg's 1/2, 1/4 and 1/8
+    With ``resize`` (``--jpeg-reduced-decode`` only: it changes pixels), a JPEG is decoded at the smallest
+    of libjpeg's 1/2, 1/4 and 1/8
     scales that stays at least that size (``Image.draft``: a 12 MP photo fed at 520 decodes at 1/4,
     about a tenth of the work); ``Raster.size`` keeps the source's size for the mask.
     """

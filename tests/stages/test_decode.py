@@ -71,7 +71,7 @@ def test_fully_transparent_pixels_are_no_data_whatever_colour_lies_under_them():
     assert all(v.shape == (1, 1) and v.all() for v in kept["valid"])  # --keep-transparent: every pixel counts
 
 
-def test_a_large_jpeg_fed_small_is_decoded_at_reduced_scale_and_keeps_its_source_size(monkeypatch):
+def test_a_large_jpeg_fed_small_is_decoded_at_reduced_scale_only_when_asked_and_keeps_its_source_size(monkeypatch):
     from PIL import JpegImagePlugin
 
     from pipeline.loop.scenes import make_scene
@@ -85,7 +85,9 @@ def test_a_large_jpeg_fed_small_is_decoded_at_reduced_scale_and_keeps_its_source
     exif[0x0112] = 6  # stored landscape, shown portrait: the mask is 1400 x 1000
     stored = io.BytesIO()
     Image.fromarray(scene).save(stored, "JPEG", quality=95, exif=exif)
-    out = decode_batch(batch(stored.getvalue()), resize=120, max_pixels=10**8)
+    assert decode_batch(batch(stored.getvalue()), resize=120, max_pixels=10**8)["error"][0] is None
+    assert scales == []  # by default every JPEG is decoded whole: masks equal torchvision's recipe
+    out = decode_batch(batch(stored.getvalue()), resize=120, max_pixels=10**8, reduced_jpeg=True)
     assert out["error"][0] is None
     assert scales == [(0, 0, 1400 // 8, 1000 // 8)]  # decoded at 1/8: still above the fed size
     assert (out["height"][0], out["width"][0]) == (1400, 1000)  # the source's size, rotated
