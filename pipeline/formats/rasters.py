@@ -65,7 +65,8 @@ def to_uint8(bands: np.ndarray, valid: np.ndarray | None, options: RasterOptions
         sample = data[valid] if valid is not None and valid.any() else data.reshape(-1, data.shape[-1])
         low, high = np.percentile(sample, options.stretch, axis=0)
     scale = 255.0 / np.maximum(high - low, 1e-12)
-    return np.clip((data - low) * scale + 0.5, 0, 255).astype(np.uint8)
+    scaled = np.nan_to_num((data - low) * scale + 0.5, nan=0.0)  # NaN no-data: 0, not an undefined cast
+    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 def to_rgb(bands: np.ndarray, valid: np.ndarray | None, options: RasterOptions, name: str) -> np.ndarray:
@@ -107,19 +108,36 @@ def decode_tiff(blob: bytes, options: RasterOptions, max_pixels: int) -> list[Ra
         page = tif.pages[0]
         geo = page.geotiff_tags if page.is_geotiff else None
         file_nodata = page.tags.get("GDAL_NODATA")
+        palette = page.colormap if page.photometric == tifffile.PHOTOMETRIC.PALETTE else None
     axes = series.axes
     if "Y" not in axes or "X" not in axes:
         raise ValueError(f"TIFF axes {axes!r} hold no 2-D image")
     band_axes = [a for a in axes if a not in "YX"]
     data = np.moveaxis(data, [axes.index("Y"), axes.index("X")], [0, 1])
     data = data.reshape(height, width, -1) if band_axes else data[:, :, None]
+    if palette is not None:  # the colours the indices name, not the indices stretched as grey
+        data = palette_colours(palette)[data].reshape(height, width, -1)
     nodata = options.nodata if options.nodata is not None else _parse_nodata(file_nodata)
-    valid = None
-    if nodata is not None:
-        valid = ~np.all(data == nodata, axis=-1)
-        valid = None if valid.all() else valid
+    valid = tiff_valid(data, nodata)
     crs, transform = georeference(geo) if geo else (None, None)
     return [Raster(to_rgb(data, valid, options, "TIFF"), valid, crs=crs, geotransform=transform)]
+
+
+def tiff_valid(data: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """``[H, W]`` False at no-data: every band equal to ``nodata``, and in float data any band NaN
+    (``nodata=nan`` is GDAL's usual float no-data, and NaN never equals itself); ``None`` when all valid."""
+    invalid = np.zeros(data.shape[:2], bool)
+    if nodata is not None and not np.isnan(nodata):
+        invalid |= np.all(data == nodata, axis=-1)
+    if np.issubdtype(data.dtype, np.floating):
+        invalid |= np.isnan(data).any(axis=-1)
+    return ~invalid if invalid.any() else None
+
+
+def palette_colours(colormap: np.ndarray) -> np.ndarray:
+    """A palette TIFF's ColorMap (``[3, entries]``, 16-bit) -> ``[entries, 3]`` uint8, as Pillow reads it."""
+    colours = np.asarray(colormap).T
+    return (colours >> 8 if colours.max() > 255 else colours).astype(np.uint8)
 
 
 def decode_tiff_gdal(blob: bytes, options: RasterOptions) -> Raster:
