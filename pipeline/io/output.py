@@ -10,6 +10,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .schema import CLASS_NAMES_KEY, MODEL_KEY, WEIGHTS_KEY, RunInfo, read_metadata
+from .storage import forget_listings
 
 MANIFEST = "_manifest.json"
 TABLES = ("masks", "class_stats")
@@ -20,6 +21,9 @@ class OutputError(ValueError):
 
 
 def list_parquet(fs: pafs.FileSystem, folder: str) -> list[str]:
+    """The Parquet files under ``folder``, listed fresh: files other processes committed since an
+    earlier listing are found, and can be opened (no cached listing of the folder is left to deny them)."""
+    forget_listings(fs, folder)
     selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
     return sorted(i.path for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet"))
 

@@ -62,5 +62,23 @@ def arrow_fs(uri: str, config: RunConfig) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), local_path(uri)
 
 
+def forget_listings(fs: pafs.FileSystem, folder: str) -> None:
+    """Drop what an fsspec filesystem behind ``fs`` remembers of ``folder`` and everything under it.
+
+    s3fs keeps each directory listing it made (``dircache``) and never refreshes one: a folder listed
+    before other processes committed files into it would later deny those files exist when they are
+    opened, even though a new listing names them. Local filesystems keep nothing.
+    """
+    handler = getattr(fs, "handler", None)
+    inner = getattr(handler, "fs", None)
+    cache = getattr(inner, "dircache", None)
+    if cache is None:
+        return
+    path = inner._strip_protocol(folder).rstrip("/")
+    inner.invalidate_cache(path)  # the folder and its parents
+    for key in [k for k in list(cache) if k.startswith(path + "/")]:
+        cache.pop(key, None)
+
+
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
