@@ -46,12 +46,12 @@ def decode_batch(
             here: their bytes go on in ``jpeg`` for the inference actor (``pipeline.formats.jpeg``).
     """
     rows: dict[str, list] = {k: [] for k in DECODED_COLUMNS}
+    draft = resize if reduced_jpeg else None
     versions = batch["source_version"] if "source_version" in batch else [None] * len(batch["image_id"])
     for image_id, source, version, blob, error in zip(
         batch["image_id"], batch["source"], versions, batch["bytes"], batch["error"], strict=True
     ):
         error = error if failed(error) else None
-        draft = resize if reduced_jpeg else None
         frames, error, size = _decode_one(blob, error, resize, max_pixels, options, jpeg_in_actor_below, draft)
         for raster in frames or [Raster(PLACEHOLDER)]:
             rows["source_version"].append(version if isinstance(version, str) else None)
@@ -157,9 +157,8 @@ def decode_photo(blob: bytes, max_pixels: int, options: RasterOptions, resize: i
     """Pillow: EXIF orientation applied, every common mode to RGB, 16-bit scaled like rasters.
 
     With ``resize`` (``--jpeg-reduced-decode`` only: it changes pixels), a JPEG is decoded at the smallest
-    of libjpeg's 1/2, 1/4 and 1/8
-    scales that stays at least that size (``Image.draft``: a 12 MP photo fed at 520 decodes at 1/4,
-    about a tenth of the work); ``Raster.size`` keeps the source's size for the mask.
+    of libjpeg's 1/2, 1/4 and 1/8 scales that stays at least that size (``Image.draft``: a 12 MP photo
+    fed at 520 decodes at 1/4, about a tenth of the work); ``Raster.size`` keeps the source's size for the mask.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)

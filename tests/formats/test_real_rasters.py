@@ -10,23 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from imagefiles import CLASSES
+from imagefiles import CLASSES, batch
 from PIL import Image
 
 from pipeline.config import RunConfig
 from pipeline.stages.decode import decode_batch
 from pipeline.stages.postprocess import decode_png, finish_batch
 from pipeline.stages.segment import Segmenter
-
-
-def batch(*blobs: bytes) -> dict[str, np.ndarray]:
-    n = len(blobs)
-    return {
-        "image_id": np.array([f"id{i}" for i in range(n)], dtype=object),
-        "source": np.array([f"src{i}" for i in range(n)], dtype=object),
-        "bytes": np.array(list(blobs), dtype=object),
-        "error": np.array([None] * n, dtype=object),
-    }
 
 
 @pytest.fixture(scope="module")

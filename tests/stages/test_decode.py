@@ -8,22 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from imagefiles import encode, rgb
+from imagefiles import batch, encode, rgb
 from PIL import Image
 from pydicom.data import get_testdata_file
 
 from pipeline.formats.rasters import RasterOptions
 from pipeline.stages.decode import decode_batch
-
-
-def batch(*blobs: bytes) -> dict[str, np.ndarray]:
-    n = len(blobs)
-    return {
-        "image_id": np.array([f"id{i}" for i in range(n)], dtype=object),
-        "source": np.array([f"src{i}" for i in range(n)], dtype=object),
-        "bytes": np.array(list(blobs), dtype=object),
-        "error": np.array([None] * n, dtype=object),
-    }
 
 
 def test_a_thin_strip_is_refused_at_its_fed_size_not_its_stored_size():
