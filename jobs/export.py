@@ -11,7 +11,7 @@ import sys
 
 from jobs.flags import model_parser, parse, refuse
 from pipeline.config import ConfigError, load_config
-from pipeline.export_config import ExportConfig
+from pipeline.exports.config import ExportConfig
 from pipeline.quiet import quiet_ray
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_export(config: ExportConfig) -> int:
     """Run the export, print its summary; exit code 0, or 1 when some image failed (listed)."""
-    from pipeline.export import SKIPPED, export  # Ray and GDAL load only once the arguments are good
+    from pipeline.exports.job import SKIPPED, export  # Ray and GDAL load only once the arguments are good
 
     if not config.verbose:
         quiet_ray("export")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.loop.scenes import write_dataset
+from pipeline.loop.synthetic import write_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if config.export:
         from jobs.export import run_export
-        from pipeline.export_config import ExportConfig
+        from pipeline.exports.config import ExportConfig
 
         shared = {k: getattr(config, k) for k in Shared.model_fields}
         return run_export(ExportConfig(masks=config.output, to=config.export, **shared))

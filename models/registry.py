@@ -49,7 +49,7 @@ MODELS: dict[str, ModelSpec] = {
 
 _TORCHVISION = {"categories": VOC_CATEGORIES, "resize": 520}
 TORCHVISION_MODELS = "https://download.pytorch.org/models"  # torchvision's own checkpoint URLs
-# the classes of pipeline.loop.scenes (models/ imports nothing from pipeline/)
+# the classes of pipeline.loop.synthetic (models/ imports nothing from pipeline/)
 SCENE_CATEGORIES = ("background", "water", "vegetation", "building", "road")
 _SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 WEIGHTS: dict[str, Weights] = {

@@ -1,7 +1,7 @@
 """The overlap-tile grid: which windows of an image are fed, and which part of each one a tile owns.
 
 Shared by the in-memory tiled path (``stages/tiles``) and the tiles-as-rows reading of huge scenes
-(``io/scenes``), so both cut an image the same way.
+(``scenes/read``), so both cut an image the same way.
 """
 
 from __future__ import annotations

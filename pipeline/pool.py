@@ -19,7 +19,7 @@ def actor_resources(config: RunConfig, inputs: int | None = None, items: int = 0
     Args:
         config: the run configuration (pool bounds, resources per actor).
         inputs: inputs still to do, when known from the listing: the pool is no larger than their batches.
-        items: read items of scenes (``io.scenes.scene_tasks``), each taken whole by one actor.
+        items: read items of scenes (``scenes.read.scene_tasks``), each taken whole by one actor.
     """
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)

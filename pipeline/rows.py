@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# a decoded row, from the decode stage or the scene reader (io/scenes): both feed one union into the actors
+# a decoded row, from the decode stage or the scene reader (scenes/read): both feed one union into the actors
 DECODED_COLUMNS = ("image_id", "source", "source_version", "frame", "height", "width", "image", "valid", "crs",
                    "geotransform", "error", "jpeg", "tile", "pixel_area")  # fmt: skip
 ALL_VALID = np.ones((1, 1), bool)  # the ``valid`` of an image with no no-data pixel

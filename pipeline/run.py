@@ -24,14 +24,14 @@ from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
 from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
-from .io.scenes import WindowReader, listed_scenes, scene_tasks, tile_count, tile_rows
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
-from .io.stitch import stitch_scenes
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
 from .progress import Progress
+from .scenes.read import WindowReader, listed_scenes, scene_tasks, tile_count, tile_rows
+from .scenes.stitch import stitch_scenes
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
 from .stages.segment import Segmenter, build_model
@@ -197,7 +197,7 @@ def segment_chain(
         resources: the inference pool's ``compute``, ``num_gpus`` and ``num_cpus`` (``actor_resources``).
         committed: image ids already in ``masks/``; their inputs are left out.
         listing: the folder source's files, when listed already (``list_inputs``).
-        scenes: read items of the scenes read by window (``io.scenes.scene_tasks``).
+        scenes: read items of the scenes read by window (``scenes.read.scene_tasks``).
         tally: the progress line's ``Tally`` actor, or None.
     """
     resize = (config.resize if config.resize is not None else plan.weights.resize) or None

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..config import RunConfig
-from ..loop.scenes import make_scene
+from ..loop.synthetic import make_scene
 from ..probe import ENV
 from ..quiet import quiet_ray
 from .baselines import model_alone, plain_loop

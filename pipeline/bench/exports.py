@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.fs as pafs
 
-from ..export import export
-from ..export_config import ExportConfig
+from ..exports.config import ExportConfig
+from ..exports.job import export
 from ..io.schema import RunInfo
 from ..io.sink import MaskTableSink
-from ..loop.scenes import CLASSES, make_scene
+from ..loop.synthetic import CLASSES, make_scene
 from ..stages.postprocess import encode_png
 from .measure import PeakMemory
 

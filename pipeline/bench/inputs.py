@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..loop.scenes import make_scene
+from ..loop.synthetic import make_scene
 
 DISTINCT_SCENES = 256  # more files are byte copies of these: generating a scene costs 80 ms, decoding one 3
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..loop.scenes import make_scene
+from ..loop.synthetic import make_scene
 from .benchmark import bench_config, probing
 from .feed import actor_task_seconds, of_stage
 from .inputs import BenchConfig

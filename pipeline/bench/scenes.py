@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..loop.scenes import make_scene
+from ..loop.synthetic import make_scene
 from .benchmark import bench_config
 from .inputs import BenchConfig
 from .measure import timed_run
@@ -142,14 +142,14 @@ def scenes_benchmark(bench: BenchConfig, sides: list[int], compression: str = "j
 
 
 def read_ratio(config, path: Path, actors: int) -> float:
-    """Bytes the actors' own reads (``io.scenes.WindowReader``) take from ``path`` over its size, each item of
+    """Bytes the actors' own reads (``scenes.read.WindowReader``) take from ``path`` over its size, each item of
     the scene read from a cold start (its header, and the first overlap, read again), items cut for ``actors``.
 
     The same reads through S3 fetch the same bytes (no read-ahead; ``tests/io/test_scene_tiles.py``).
     """
     from fsspec.implementations.local import LocalFileOpener
 
-    from ..io import scenes
+    from ..scenes import read as scenes
 
     fetched, read = [], LocalFileOpener.read
 

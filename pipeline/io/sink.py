@@ -105,7 +105,7 @@ class MaskTableSink(Datasink[dict]):
     def _commit(self, batch: dict[str, np.ndarray]) -> dict:
         """Stage both tables of ``batch``, then move them into place (class_stats first, masks last).
 
-        Tile rows of scenes (``tile`` set) go to ``_tiles/`` instead, to be stitched (``io/stitch``).
+        Tile rows of scenes (``tile`` set) go to ``_tiles/`` instead, to be stitched (``scenes/stitch``).
         """
         if "tile" in batch and (tiles := batch["tile"][:, 0] >= 0).any():
             pieces = commit_tiles(self.fs, self.root, self.run.run_id, {k: v[tiles] for k, v in batch.items()})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .scenes import CLASSES
+from .synthetic import CLASSES
 
 
 class TrainError(ValueError):

@@ -121,7 +121,7 @@ def _append_frame(
     rows["geotransform"].append(NO_TRANSFORM if raster.geotransform is None else np.asarray(raster.geotransform))
     rows["error"].append(error)
     rows["jpeg"].append(blob if size is not None else b"")
-    rows["tile"].append(NO_TILE)  # a whole image, not a tile of a scene (io/scenes)
+    rows["tile"].append(NO_TILE)  # a whole image, not a tile of a scene (scenes/read)
     rows["pixel_area"].append(np.nan if raster.pixel_area is None else raster.pixel_area)
 
 

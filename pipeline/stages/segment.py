@@ -91,7 +91,7 @@ class Segmenter:
         config: the run configuration (model, weights, device, precision, threads).
         storage: fsspec options for an S3 checkpoint.
         resize: shorter side fed to the model, for the JPEGs this actor decodes itself.
-        windows: reads the window of a scene's tile row (``io.scenes.WindowReader``: ``read(source, tile)``
+        windows: reads the window of a scene's tile row (``scenes.read.WindowReader``: ``read(source, tile)``
             gives ``(rgb, valid, error)``); those rows come without pixels, and leave with their mask as PNG.
     """
 
@@ -212,7 +212,7 @@ class Segmenter:
     @staticmethod
     def valid(valid: np.ndarray, tile: np.ndarray) -> np.ndarray | None:
         """The pixels to count: no-data left out (``valid``: a 1x1 True placeholder when every pixel is),
-        and for a tile of a scene (``io/scenes``) only the region it owns, built from its ``tile`` row."""
+        and for a tile of a scene (``scenes/read``) only the region it owns, built from its ``tile`` row."""
         if tile[0] < 0:
             return None if valid.all() else valid
         _, _, y0, y1, x0, x1, oy0, oy1, ox0, ox1, *_ = (int(v) for v in tile)

@@ -144,7 +144,7 @@ def tiled_and_whole(weights, image: np.ndarray, tile: int, overlap: int):
 
 
 def test_tiled_mask_agrees_with_untiled_mask(weights):
-    from pipeline.loop.scenes import make_scene
+    from pipeline.loop.synthetic import make_scene
 
     image = make_scene(3, 600, 800)[0]  # 12 tiles of 256 px
     tiled, whole = tiled_and_whole(weights, image, tile=256, overlap=96)
@@ -159,7 +159,7 @@ def test_a_jpeg_compressed_geotiff_decodes_through_gdal_when_tifffile_lacks_the_
     import rasterio
     from rasterio.transform import from_origin
 
-    from pipeline.loop.scenes import make_scene
+    from pipeline.loop.synthetic import make_scene
 
     image = make_scene(2, 300, 260)[0]
     profile = {"driver": "GTiff", "height": 300, "width": 260, "count": 3, "dtype": "uint8", "tiled": True,

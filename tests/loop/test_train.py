@@ -9,7 +9,7 @@ import torch
 import models
 from models.registry import WEIGHTS
 from pipeline.loop.metrics import IGNORE, confusion_vector, scores
-from pipeline.loop.scenes import CLASSES, make_scene, write_dataset
+from pipeline.loop.synthetic import CLASSES, make_scene, write_dataset
 from pipeline.loop.train import fit, planned_epochs
 from pipeline.loop.train_config import TrainConfig
 from pipeline.loop.train_data import random_crop, to_input

@@ -64,7 +64,7 @@ def test_fully_transparent_pixels_are_no_data_whatever_colour_lies_under_them():
 def test_a_large_jpeg_fed_small_is_decoded_at_reduced_scale_only_when_asked_and_keeps_its_source_size(monkeypatch):
     from PIL import JpegImagePlugin
 
-    from pipeline.loop.scenes import make_scene
+    from pipeline.loop.synthetic import make_scene
 
     scales = []
     draft = JpegImagePlugin.JpegImageFile.draft

@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 from ..config import RunConfig
 from ..formats.windows import SceneInfo, open_scene, read_rgb, scene_info, scene_range
 from ..grid import axis_windows
+from ..io.sources import Listing
+from ..io.storage import fsspec_fs, is_s3
 from ..rows import ALL_VALID, DECODED_COLUMNS
 from .blocks import CachedRanges
-from .sources import Listing
-from .storage import fsspec_fs, is_s3
 
 SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
 # a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
@@ -166,7 +166,7 @@ class WindowReader:
     """Reads the windows of scene tile rows (``tile_rows``) inside the inference actor.
 
     Keeps the last scenes it read open. Each row of tiles overlaps the next: the compressed bytes of the
-    blocks a row of tiles spans stay in the reader (``io.blocks.CachedRanges``, ``range_bytes``), so each
+    blocks a row of tiles spans stay in the reader (``scenes.blocks.CachedRanges``, ``range_bytes``), so each
     is fetched once, and GDAL's decoded block cache holds about two windows (``cache_bytes``), so the
     overlap between neighbouring tiles of a row is decoded once. Neither grows with the scene's width
     (for tiled files; a striped file's strips are as wide as the scene).
@@ -241,7 +241,7 @@ def cache_bytes(info: SceneInfo, tile: int) -> int:
 
 
 def range_bytes(info: SceneInfo, file_bytes: int, tile: int) -> int:
-    """The compressed bytes kept between windows (``io.blocks.CachedRanges``): the share of the file under
+    """The compressed bytes kept between windows (``scenes.blocks.CachedRanges``): the share of the file under
     the rows of blocks a row of tiles spans, with half again for blocks that compress worse than the
     average, within ``READ_RANGES_BOUNDS`` (40 MiB for the 50,000 px JPEG scene of the benchmark: 647 MB).
     """

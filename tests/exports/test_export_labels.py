@@ -12,8 +12,8 @@ from test_dicom_seg import class_mask, enhanced_mr, pydicom_file
 
 from jobs.export import main
 from pipeline.bench.exports import commit_masks
-from pipeline.io.exports.georef import file_stem
-from pipeline.io.exports.labels import dicom_skip
+from pipeline.exports.georef import file_stem
+from pipeline.exports.labels import dicom_skip
 from pipeline.stages.postprocess import encode_png
 
 NAMES = ("background", "soft", "bright")

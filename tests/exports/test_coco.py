@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io.exports.coco import COCO_SCHEMA, annotations, coco_document, coco_table
+from pipeline.exports.coco import COCO_SCHEMA, annotations, coco_document, coco_table
 
 NAMES = ["background", "water", "vegetation", "building"]
 

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from pipeline.io.exports.dicom_seg import dicom_seg_bytes
-from pipeline.io.exports.georef import ExportError
+from pipeline.exports.dicom_seg import dicom_seg_bytes
+from pipeline.exports.georef import ExportError
 
 NAMES = ["background", "soft", "bright", "unused"]  # class 3 never appears: no segment for it
 ALGORITHM = {"name": "fcn_resnet50", "version": "ab" * 32, "run_id": "run-7"}

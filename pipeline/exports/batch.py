@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ...config import FORMATS
+from ..config import FORMATS
 from . import cog, geoparquet, ledger, stac
 from .georef import ExportError, Georef, file_stem, georef, read_mask
 from .labels import LABEL_FORMATS, Labels

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.loop.scenes import BUILDING, CLASSES, ROAD, VEGETATION, WATER, make_scene, write_dataset
+from pipeline.loop.synthetic import BUILDING, CLASSES, ROAD, VEGETATION, WATER, make_scene, write_dataset
 
 
 @pytest.fixture(scope="module")

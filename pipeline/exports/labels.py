@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...formats.rasters import is_dicom
-from ..schema import PARQUET_SOURCE
-from ..storage import is_s3
+from ..formats.rasters import is_dicom
+from ..io.schema import PARQUET_SOURCE
+from ..io.storage import is_s3
 from . import coco, hf, ledger
 from .dicom_seg import dicom_seg_bytes
 from .georef import ExportError, file_stem

@@ -20,7 +20,7 @@ import json
 
 import pyarrow as pa
 
-from ..schema import CLASS_NAMES_KEY
+from ..io.schema import CLASS_NAMES_KEY
 from .georef import NODATA
 
 # the arrow type of a datasets ``Image`` feature (datasets.features.image.Image.pa_type)

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io.exports.georef import file_stem
-from pipeline.io.exports.hf import HF_FEATURES, HF_SCHEMA, hf_table
+from pipeline.exports.georef import file_stem
+from pipeline.exports.hf import HF_FEATURES, HF_SCHEMA, hf_table
 from pipeline.stages.postprocess import encode_png
 
 NAMES = ["background", "water", "vegetation", "building"]

@@ -10,8 +10,8 @@ from test_formats import NAMES, UTM, WGS84, scene_mask
 
 from jobs.export import main
 from pipeline.bench.exports import commit_masks
+from pipeline.exports.georef import file_stem
 from pipeline.io import lease
-from pipeline.io.exports.georef import file_stem
 
 ROWS = {  # image id -> (crs, geotransform, status)
     "utm-a": (*UTM, "ok"),
@@ -116,7 +116,7 @@ def test_segment_with_export_of_real_geotiffs_into_s3(ray_local, tmp_path, s3_bu
     import s3fs
     from runs import job
 
-    from pipeline.loop.scenes import write_dataset
+    from pipeline.loop.synthetic import write_dataset
 
     scenes = write_dataset(str(tmp_path / "scenes"), 3, seed=5, sizes=(96, 128), crs=crs)
     out = f"s3://{s3_bucket}/out"

@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
-from .output import list_parquet
-from .schema import RunInfo
-from .sink import MaskTableSink
+from ..io.output import list_parquet
+from ..io.schema import RunInfo
+from ..io.sink import MaskTableSink
 
 GDAL_CACHE_MB = 256  # the partial blocks of a row of tiles; far below a scene
 SMALL = ["image_id", "source", "source_version", "crs", "geotransform", "error", "tile", "class_pixels",

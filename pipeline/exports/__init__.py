@@ -6,6 +6,6 @@ reader sees each one whole or not at all; ``batch`` is the Ray Data stage that w
 
 from __future__ import annotations
 
-from ...config import FORMATS, parse_formats  # the formats are options of the config: defined there
+from ..config import FORMATS, parse_formats  # the formats are options of the config: defined there
 
 __all__ = ["FORMATS", "parse_formats"]

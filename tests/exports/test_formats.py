@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.io.exports import parse_formats
-from pipeline.io.exports.cog import cog_bytes
-from pipeline.io.exports.geoparquet import geoparquet_table, regions
-from pipeline.io.exports.georef import ExportError, file_stem, georef
-from pipeline.io.exports.stac import collection_dict, stac_item
-from pipeline.loop.scenes import make_scene
+from pipeline.exports import parse_formats
+from pipeline.exports.cog import cog_bytes
+from pipeline.exports.geoparquet import geoparquet_table, regions
+from pipeline.exports.georef import ExportError, file_stem, georef
+from pipeline.exports.stac import collection_dict, stac_item
+from pipeline.loop.synthetic import make_scene
 
 NAMES = ["background", "water", "vegetation", "building", "road"]
 UTM = ("EPSG:32633", [500_000.0, 0.5, 0.0, 5_000_000.0, 0.0, -0.5])

@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .config import ConfigError
-from .export_config import ExportConfig
-from .io import lease
-from .io.exports import FORMATS, coco, ledger, stac
-from .io.exports.batch import COLUMNS, ExportJob, export_batch
-from .io.exports.georef import file_stem
-from .io.exports.labels import dicom_skip
-from .io.output import list_parquet
-from .io.schema import MODEL_KEY, RUN_ID_KEY, class_names, read_metadata
-from .io.storage import arrow_fs, fsspec_fs, s3_options, with_s3_defaults
+from ..config import ConfigError
+from ..io import lease
+from ..io.output import list_parquet
+from ..io.schema import MODEL_KEY, RUN_ID_KEY, class_names, read_metadata
+from ..io.storage import arrow_fs, fsspec_fs, s3_options, with_s3_defaults
+from . import FORMATS, coco, ledger, stac
+from .batch import COLUMNS, ExportJob, export_batch
+from .config import ExportConfig
+from .georef import file_stem
+from .labels import dicom_skip
 
 MAX_ERRORS = 200  # errors listed in the manifest; the counts cover all
 # summary key -> why a row is not exported in a format (never an error): what the summary prints
@@ -141,7 +141,7 @@ def _export_holding_lease(config: ExportConfig, fs: pafs.FileSystem, root: str, 
     names = class_names(meta) or []
     results = []
     if work.todo:
-        from .cluster import init_ray
+        from ..cluster import init_ray
 
         init_ray(config.ray_address, config.num_cpus)  # only now: an export with nothing new never starts Ray
         job = ExportJob(fs, root, run_id, names, work.todo, config.min_area, config.simplify,

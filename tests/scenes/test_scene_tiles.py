@@ -16,8 +16,8 @@ from rasterio.transform import from_origin
 from runs import job
 
 from pipeline.config import RunConfig
-from pipeline.io import scenes
-from pipeline.loop.scenes import make_scene
+from pipeline.loop.synthetic import make_scene
+from pipeline.scenes import read as scenes
 
 SCENE = ["--tile-size", "256", "--tile-overlap", "32", "--scene-pixels", "500000", "--scene-tile-rows", "2"]
 

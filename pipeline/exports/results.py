@@ -37,7 +37,7 @@ def result(
         image_id: the masks row's id.
         fmt: the format.
         error: why it failed (listed in the summary; the next export tries again).
-        skipped: the summary key of why it was not exported (a ``SKIPPED`` key of ``pipeline.export``).
+        skipped: the summary key of why it was not exported (a ``SKIPPED`` key of ``pipeline.exports.job``).
         polygons: GeoParquet regions written.
         annotations: COCO annotations written.
         item: JSON for the driver.

@@ -1,4 +1,4 @@
-"""What a scene reader keeps between windows: compressed byte ranges (``io.blocks``) and GDAL's cache size."""
+"""What a scene reader keeps between windows: compressed byte ranges (``scenes.blocks``) and GDAL's cache size."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from pipeline.formats.windows import SceneInfo
-from pipeline.io import scenes
-from pipeline.io.blocks import CachedRanges
-from pipeline.loop.scenes import make_scene
+from pipeline.loop.synthetic import make_scene
+from pipeline.scenes import read as scenes
+from pipeline.scenes.blocks import CachedRanges
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .config import FORMATS, Shared, parse_formats
+from ..config import FORMATS, Shared, parse_formats
 
 
 class ExportConfig(Shared):
