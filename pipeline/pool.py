@@ -6,7 +6,7 @@ import ray
 import ray.data
 
 from .config import RunConfig
-from .stages.segment import default_batch_size
+from .stages.replica import default_batch_size
 
 
 def actor_resources(config: RunConfig, inputs: int | None = None, items: int = 0) -> dict:

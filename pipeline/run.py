@@ -34,7 +34,8 @@ from .scenes.read import WindowReader, listed_scenes, scene_tasks, tile_count, t
 from .scenes.stitch import stitch_scenes
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
-from .stages.segment import Segmenter, build_model
+from .stages.replica import build_model
+from .stages.segment import Segmenter
 
 DECODE_MEMORY_BYTES = 768 * 1024**2  # measured: 450-600 MiB per decode task of 16 photos
 # encoding asks for less CPU than writing, so Ray does not fuse it into the write tasks: those wait for

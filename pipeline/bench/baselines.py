@@ -19,7 +19,7 @@ from PIL import Image
 import models
 
 from ..stages.postprocess import encode_png
-from ..stages.segment import autocast_dtype, pick_device
+from ..stages.replica import autocast_dtype, pick_device
 from .inputs import BenchConfig
 from .measure import GpuBusy
 
