@@ -96,11 +96,14 @@ class RunConfig(Shared):
     """Everything a segmentation run needs; each field is also a ``--flag`` of ``jobs.segment``."""
 
     input: str = Field(
-        description="images to segment: a folder or S3 prefix, Parquet file(s), or a manifest (.txt/.csv)"
+        description="images to segment: a folder or S3 prefix, Parquet file(s), or a URI list (one URI per line: "
+        ".txt/.lst, or a uri column: .csv)"
     )
     output: str = Field(description="folder or S3 prefix for masks/, class_stats/ and _manifest.json")
     input_format: Literal["auto", "files", "parquet", "manifest"] = Field(
-        "auto", description="how to read --input; auto: by suffix (.parquet, .txt/.csv/.lst) else image files"
+        "auto",
+        description="how to read --input (manifest: a URI list); auto: by suffix (.parquet, .txt/.csv/.lst) "
+        "else image files",
     )
     image_column: str = Field("image", description="Parquet column with image bytes or a {bytes, path} struct")
     id_column: str | None = Field(None, description="Parquet column whose value becomes image_id")

@@ -121,7 +121,7 @@ def test_parquet_with_struct_column_and_ids(tmp_path, ray_local, weights):
     assert by_id["k5"]["status"] == "error" and by_id["k5"]["source"].endswith("a.parquet#row-5/broken.png")
 
 
-def test_s3_in_and_out_with_a_mixed_manifest(tmp_path, s3_bucket, s3_endpoint, ray_local, weights):
+def test_s3_in_and_out_with_a_mixed_uri_list(tmp_path, s3_bucket, s3_endpoint, ray_local, weights):
     s3 = boto3.client("s3")
     for name, (data, _) in list(good_images().items())[:4]:
         s3.put_object(Bucket=s3_bucket, Key=f"images/{name}", Body=data)

@@ -29,7 +29,7 @@ from .config import ExportConfig
 from .georef import file_stem
 from .labels import dicom_skip
 
-MAX_ERRORS = 200  # errors listed in the manifest; the counts cover all
+MAX_ERRORS = 200  # errors listed in the export record; the counts cover all
 # summary key -> why a row is not exported in a format (never an error): what the summary prints
 SKIPPED = {
     "skipped_no_crs": "no CRS",
@@ -111,7 +111,7 @@ def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -
 
 
 def export(config: ExportConfig, run_id: str | None = None) -> dict:
-    """Export what ``config.masks`` holds in ``config.to``; return this export's manifest record.
+    """Export what ``config.masks`` holds in ``config.to``; return this export's record (``exports/_manifest.json``).
 
     Raises:
         ConfigError: no masks table there, or another export holds ``exports/``.
@@ -152,7 +152,7 @@ def _export_holding_lease(config: ExportConfig, fs: pafs.FileSystem, root: str, 
     record = summary(config, work, results, run_id, started)
     if "coco" in config.to:
         record["coco_json"] = write_coco(fs, root, run_id, _items(results, "coco"), names, meta)
-    write_manifest(fs, root, run_id, record)
+    write_export_record(fs, root, run_id, record)
     fs.delete_dir_contents(f"{root}/exports/_staging", missing_dir_ok=True)
     return record
 
@@ -252,9 +252,16 @@ def summary(config: ExportConfig, work: Plan, results: list[dict], run_id: str, 
     }
 
 
-def write_manifest(fs: pafs.FileSystem, root: str, run_id: str, record: dict) -> None:
-    """Add this export's record to ``exports/_manifest.json`` (staged, then moved into place)."""
+def write_export_record(fs: pafs.FileSystem, root: str, run_id: str, record: dict) -> None:
+    """Add this export's record to ``exports/_manifest.json`` (staged, then moved into place).
+
+    Args:
+        fs: pyarrow filesystem of the output.
+        root: the output folder inside ``fs``.
+        run_id: this export's id.
+        record: this export's record (``summary``).
+    """
     path = f"{root}/exports/_manifest.json"
-    manifest = ledger.read_json(fs, path) or {"runs": []}
-    manifest = {"latest": record, "runs": [*manifest["runs"], record]}
-    ledger.commit(fs, root, run_id, path, json.dumps(manifest, indent=2, default=str).encode())
+    records = ledger.read_json(fs, path) or {"runs": []}
+    records = {"latest": record, "runs": [*records["runs"], record]}
+    ledger.commit(fs, root, run_id, path, json.dumps(records, indent=2, default=str).encode())

@@ -19,18 +19,18 @@ from .reading import fetch_uris, image_id, inputs_table, read_files, read_parque
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "svs", "btf", "bmp", "gif", "webp", "dcm", "dicom"]
-MANIFEST_SUFFIXES = (".txt", ".csv", ".lst")
+URI_LIST_SUFFIXES = (".txt", ".csv", ".lst")
 log = logging.getLogger(__name__)
 
 
 def input_format(config: RunConfig) -> str:
-    """The source kind of ``config.input``: files, parquet or manifest."""
+    """The source kind of ``config.input``: files, parquet or manifest (a URI list: ``--input-format manifest``)."""
     if config.input_format != "auto":
         return config.input_format
     lowered = config.input.lower().rstrip("/")
     if lowered.endswith(".parquet") or lowered.endswith(".pq"):
         return "parquet"
-    if lowered.endswith(MANIFEST_SUFFIXES):
+    if lowered.endswith(URI_LIST_SUFFIXES):
         return "manifest"
     fs = fsspec_fs(config.input, config)
     path = config.input if is_s3(config.input) else local_path(config.input)
@@ -54,7 +54,7 @@ class Listing:
 
 
 def list_inputs(config: RunConfig) -> Listing | None:
-    """List a folder source (``None`` for Parquet and manifest sources, whose rows are found by reading)."""
+    """List a folder source (``None`` for Parquet and URI list sources, whose rows are found by reading)."""
     if input_format(config) != "files":
         return None
     fs, path = arrow_fs(config.input, config)
@@ -77,7 +77,7 @@ def read_inputs(
     Args:
         config: the run configuration (``input``, its format and S3 settings).
         skip: image ids already committed (resume). Their inputs are left out before their bytes are
-            read (files and manifests by their URI; Parquet row groups by their ids or row numbers).
+            read (files and URI lists by their URI; Parquet row groups by their ids or row numbers).
         listing: the folder source's ``list_inputs``, when the caller listed it already.
         task_args: Ray resources of the reading tasks (the same as the next stage's lets Ray fuse them).
     """
@@ -105,7 +105,7 @@ def read_inputs(
         ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
         ds = ds.map_batches(read_parquet_images, batch_size=1, fn_kwargs=kwargs, batch_format="pyarrow", **task_args)
     else:
-        ds = read_manifest(path, fs, config)
+        ds = read_uri_list(path, fs, config)
         kwargs = {"config": config, "committed": skip}
         ds = ds.map_batches(fetch_uris, fn_kwargs=kwargs, batch_format="pyarrow", **task_args)
     return ds.limit(config.limit) if config.limit else ds
@@ -152,7 +152,15 @@ def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: l
     return sorted(found, key=lambda i: i.path)
 
 
-def read_manifest(path: str, fs, config: RunConfig) -> ray.data.Dataset:
+def read_uri_list(path: str, fs, config: RunConfig) -> ray.data.Dataset:
+    """The rows of a URI list: one URI per line of a ``.txt``/``.lst`` file, or a column of a ``.csv`` or
+    Parquet file (``uri``, ``path``, ``source`` or ``url``, else the first); ``reading.fetch_uris`` reads them.
+
+    Args:
+        path: the URI list (a path inside ``fs``).
+        fs: its filesystem.
+        config: the run configuration.
+    """
     lowered = path.lower()
     if lowered.endswith(".csv"):
         return ray.data.read_csv(path, filesystem=fs)

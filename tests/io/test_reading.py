@@ -15,7 +15,7 @@ def config(tmp_path, **extra) -> RunConfig:
     return RunConfig(input=str(tmp_path), output=str(tmp_path / "out"), weights="random", **extra)
 
 
-def test_manifest_uris_of_any_protocol_read_at_once_each_failure_its_own_row(tmp_path, http_root):
+def test_uri_list_uris_of_any_protocol_read_at_once_each_failure_its_own_row(tmp_path, http_root):
     www, url = http_root
     png = encode(Image.fromarray(rgb(20, 30, 0)), "PNG")
     (www / "a.png").write_bytes(png)
