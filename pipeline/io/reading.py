@@ -1,4 +1,4 @@
-"""Reading the bytes of listed inputs in Ray tasks: files, manifest URIs, Parquet rows.
+"""Reading the bytes of listed inputs in Ray tasks: files, the URIs of a URI list, Parquet rows.
 
 Every failure (a file gone since listing, a 403, an unknown protocol, an input above ``--max-bytes``,
 a corrupt Parquet file) becomes that input's error row, never a failed task.
@@ -21,7 +21,7 @@ from .schema import parquet_image_tag
 from .storage import arrow_fs, fsspec_fs, is_s3, local_path
 
 URI_COLUMNS = ("uri", "path", "source", "url")
-FETCH_THREADS = 8  # manifest URIs read at once within a task (object stores answer in parallel)
+FETCH_THREADS = 8  # URIs of a URI list read at once within a task (object stores answer in parallel)
 
 
 def image_id(source: str) -> str:
@@ -89,7 +89,7 @@ def fetch_uris(batch: pa.Table, config: RunConfig, committed: pa.Array) -> pa.Ta
 
     def fetch(uri: str) -> tuple[bytes, str | None]:
         return read_bounded(lambda: open_uri(uri, config), uri, config.max_bytes,
-                            f"listed in the manifest but not found: {uri}")  # fmt: skip
+                            f"listed in the URI list but not found: {uri}")  # fmt: skip
 
     with ThreadPoolExecutor(FETCH_THREADS) as pool:
         read = list(pool.map(fetch, sources))
