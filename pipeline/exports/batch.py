@@ -75,7 +75,7 @@ def export_batch(batch: pa.Table, job: ExportJob) -> pa.Table:
             continue
         try:
             geo = georef(row["crs"], row["geotransform"])
-            if geo is None:  # plan() skips these; a row is checked again here all the same
+            if geo is None:  # job.worklist() skips these; a row is checked again here all the same
                 raise ExportError("no CRS (the source is not georeferenced)")
         except Exception as exc:
             results += [result(row["image_id"], fmt, error=reason(exc)) for fmt in gis]

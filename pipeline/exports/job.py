@@ -1,6 +1,6 @@
 """One export: what the masks table holds that is not exported yet -> the users' formats, on Ray Data.
 
-``plan`` reads only the small columns of ``masks/`` and what ``exports/`` holds already; when
+``worklist`` reads only the small columns of ``masks/`` and what ``exports/`` holds already; when
 nothing is new, Ray never starts. Otherwise the masks files with work in them are read by Ray Data
 and each batch is exported by ``export_batch`` (files committed one by one). Last, the STAC
 collection and this export's COCO JSON document are written, and ``exports/_manifest.json`` rewritten.
@@ -70,7 +70,7 @@ def skipped(fmt: str, crs: str | None, source: str, mask_uri: str | None = None)
 
 
 @dataclass
-class Plan:
+class Worklist:
     """What the export has to do, from the masks table's small columns and the exports so far."""
 
     todo: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id -> formats still needed
@@ -80,10 +80,10 @@ class Plan:
     segmentation_errors: int = 0
 
 
-def plan(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -> Plan:
+def worklist(fs: pafs.FileSystem, root: str, masks: list[str], formats: list[str]) -> Worklist:
     """Which committed ok rows still need which format; rows ``skipped`` are counted, not exported."""
     done = {fmt: ledger.exported(fs, root, fmt) for fmt in formats}
-    found = Plan(counts={fmt: Counter() for fmt in formats})
+    found = Worklist(counts={fmt: Counter() for fmt in formats})
     columns = ["image_id", "status", "crs", "source", "mask_uri"]
     for path in masks:
         names = pq.read_schema(path, filesystem=fs).names  # tables written before mask_uri lack it
@@ -136,7 +136,7 @@ def _export_holding_lease(config: ExportConfig, fs: pafs.FileSystem, root: str, 
     fs.delete_dir_contents(f"{root}/exports/_staging", missing_dir_ok=True)  # a killed export's leftovers
     if config.mode == "overwrite":
         ledger.clear(fs, root, config.to)
-    work = plan(fs, root, masks, config.to)
+    work = worklist(fs, root, masks, config.to)
     meta = read_metadata(pq.read_schema(masks[0], filesystem=fs).metadata)
     names = class_names(meta) or []
     results = []
@@ -218,9 +218,9 @@ def update_collection(fs: pafs.FileSystem, root: str, new_items: list[dict], nam
         ledger.commit(fs, root, "collection", path, stac.dumps(stac.collection_dict(previous, new_items, names)))
 
 
-def summary(config: ExportConfig, work: Plan, results: list[dict], run_id: str, started: float) -> dict:
+def summary(config: ExportConfig, work: Worklist, results: list[dict], run_id: str, started: float) -> dict:
     """This export's record: counts per format (skips by reason, polygons, annotations), errors (the first
-    ``MAX_ERRORS``), time. A row the task skipped (a source that is no DICOM file) counts with the plan's skips."""
+    ``MAX_ERRORS``), time. A row the task skipped (a source that is no DICOM file) counts with the worklist's skips."""
     formats = {}
     for fmt in config.to:
         mine = [r for r in results if r["format"] == fmt]

@@ -1,6 +1,6 @@
 """The label formats of one export batch: a DICOM SEG per image, a Hugging Face and a COCO part file per batch.
 
-Which rows get a SEG is decided twice. ``plan`` (on the driver, from the masks table alone) skips a row
+Which rows get a SEG is decided twice. ``job.worklist`` (on the driver, from the masks table alone) skips a row
 whose source is surely no DICOM file by its name (``dicom_skip``): a suffix other than ``.dcm``, ``.dicom``,
 ``.dic``, ``.ima``, none, or a number (files named by their UID), or an image inside a Parquet file, so an
 archive of photos or GeoTIFFs is never read. The task reads each remaining source (fsspec, the job's S3
