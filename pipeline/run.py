@@ -72,7 +72,7 @@ def preflight(config: RunConfig) -> Plan:
     problem = _input_problem(config)
     if problem:
         problems.append(problem)
-    if not problems:  # the write probe comes last: a refused run writes nothing
+    if not problems:  # the write check comes last: a refused run writes nothing
         try:
             out_fs, root = arrow_fs(config.output, config)
             check_mode(out_fs, root, config.mode)
@@ -93,9 +93,9 @@ def _weights_options(config: RunConfig) -> dict:
 
 
 def _input_problem(config: RunConfig) -> str | None:
-    """Why ``--input`` cannot be read, or ``None``; a quick probe (few retries, short timeouts)."""
+    """Why ``--input`` cannot be read, or ``None``; a quick look (few retries, short timeouts)."""
     uri = config.input
-    fs = fsspec_fs(uri, config, probe=True)
+    fs = fsspec_fs(uri, config, quick=True)
     try:
         if fs.exists(uri if is_s3(uri) else local_path(uri)):
             return None

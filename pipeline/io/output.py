@@ -29,13 +29,13 @@ def list_parquet(fs: pafs.FileSystem, folder: str) -> list[str]:
 
 
 def check_writable(fs: pafs.FileSystem, root: str) -> None:
-    """Write and delete a probe file so an unwritable output fails before any work starts."""
-    probe = f"{root}/_staging/.probe"
+    """The write check: write and delete a small file so an unwritable output fails before any work starts."""
+    check = f"{root}/_staging/.write-check"
     try:
         fs.create_dir(f"{root}/_staging", recursive=True)
-        with fs.open_output_stream(probe) as f:
+        with fs.open_output_stream(check) as f:
             f.write(b"ok")
-        fs.delete_file(probe)
+        fs.delete_file(check)
     except Exception as exc:
         raise OutputError(f"--output {root}: cannot write there ({type(exc).__name__}: {exc})") from exc
 

@@ -25,8 +25,13 @@ def with_s3_defaults(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"s3_endpoint_url": endpoint, "s3_region": region})
 
 
-def s3_options(config: RunConfig, *, probe: bool = False) -> dict:
-    """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff."""
+def s3_options(config: RunConfig, *, quick: bool = False) -> dict:
+    """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff.
+
+    Args:
+        config: the run's S3 settings.
+        quick: few retries and short timeouts instead (preflight's look at ``--input``).
+    """
     config = with_s3_defaults(config)
     pairs = (("endpoint_url", config.s3_endpoint_url), ("region_name", config.s3_region))
     client_kwargs = {k: v for k, v in pairs if v}
@@ -35,7 +40,7 @@ def s3_options(config: RunConfig, *, probe: bool = False) -> dict:
         "client_kwargs": client_kwargs,
         "config_kwargs": {"retries": {"max_attempts": 10, "mode": "adaptive"}},
     }
-    if probe:  # preflight: an unreachable endpoint fails in seconds, not after ten backed-off tries
+    if quick:  # preflight: an unreachable endpoint fails in seconds, not after ten backed-off tries
         options["config_kwargs"] = {"retries": {"max_attempts": 2}, "connect_timeout": 5, "read_timeout": 10}
     if config.s3_profile:
         options["profile"] = config.s3_profile
@@ -47,10 +52,10 @@ def storage_options(uri: str, config: RunConfig) -> dict:
     return s3_options(config) if is_s3(uri) else {}
 
 
-def fsspec_fs(uri: str, config: RunConfig, *, probe: bool = False) -> fsspec.AbstractFileSystem:
+def fsspec_fs(uri: str, config: RunConfig, *, quick: bool = False) -> fsspec.AbstractFileSystem:
     if is_s3(uri):
-        # a probe skips fsspec's instance cache so its short timeouts never reach the run's clients
-        return fsspec.filesystem("s3", skip_instance_cache=probe, **s3_options(config, probe=probe))
+        # a quick client skips fsspec's instance cache so its short timeouts never reach the run's clients
+        return fsspec.filesystem("s3", skip_instance_cache=quick, **s3_options(config, quick=quick))
     return fsspec.filesystem("file")
 
 

@@ -32,9 +32,9 @@ from ..rows import ALL_VALID, DECODED_COLUMNS
 from .blocks import CachedRanges
 
 SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".svs")
-# a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP) is not probed
-PROBE_BITS_PER_PIXEL = 0.5
-PROBE_THREADS = 16
+# a TIFF smaller than --scene-pixels / 16 bytes (0.5 bit per pixel: 4 MiB at 64 MP): its header is not read
+HEADER_BITS_PER_PIXEL = 0.5
+HEADER_THREADS = 16
 # what an actor reading a scene keeps between windows: GDAL's decoded blocks (``cache_bytes``) and the
 # compressed bytes read (``range_bytes``)
 READ_CACHE_BOUNDS = (32 * 1024**2, 768 * 1024**2)
@@ -75,10 +75,10 @@ def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConf
         return {}
     candidates = [
         p for p, size in zip(paths, sizes, strict=True)
-        if p.lower().endswith(SUFFIXES) and (size * 8 >= config.scene_pixels * PROBE_BITS_PER_PIXEL or config.level)
+        if p.lower().endswith(SUFFIXES) and (size * 8 >= config.scene_pixels * HEADER_BITS_PER_PIXEL or config.level)
     ]  # fmt: skip
 
-    def probe(path: str) -> SceneInfo | None:
+    def read_header(path: str) -> SceneInfo | None:
         uri = scheme + path
         try:
             with open_scene(gdal_path(uri), opener(uri, config), config.level) as src:
@@ -88,8 +88,8 @@ def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConf
         large = config.scene_pixels and info.height * info.width > config.scene_pixels
         return info if large or (config.level and info.tiled) else None
 
-    with ThreadPoolExecutor(PROBE_THREADS) as pool:
-        found = dict(zip(candidates, pool.map(probe, candidates), strict=True))
+    with ThreadPoolExecutor(HEADER_THREADS) as pool:
+        found = dict(zip(candidates, pool.map(read_header, candidates), strict=True))
     scenes = {p: info for p, info in found.items() if info is not None}
     for path, info in scenes.items():
         log.info("scene %s: %dx%d at level %d, read by window as tile rows", path, info.width, info.height, info.level)
