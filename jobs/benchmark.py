@@ -87,7 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def bench_config(args: argparse.Namespace, **sizes) -> BenchConfig:
+def bench_from_args(args: argparse.Namespace, **sizes) -> BenchConfig:
+    """The benchmark's settings from the parsed flags.
+
+    Args:
+        args: ``parse_args``'s namespace.
+        sizes: ``size``, ``images``, ``reps`` and ``scale`` of the chosen measurement.
+    """
     return BenchConfig(
         model=args.model, weights=args.weights or default_weights(args.model), batch_size=args.batch_size,
         threads=args.threads, num_cpus=args.num_cpus, actor_threads=args.actor_threads, workdir=args.workdir,
@@ -105,7 +111,7 @@ def default_weights(model: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.huge:
-        bench = bench_config(args, size=args.huge, images=1, reps=1, scale=1)
+        bench = bench_from_args(args, size=args.huge, images=1, reps=1, scale=1)
         result = huge_image(bench, args.huge, args.tile_size, args.tile_overlap)
         mib = 1 << 20
         print(f"{args.huge}x{args.huge} in {args.tile_size}-px tiles: {result['seconds']:.1f} s, ", end="")
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.sweep:
         result = {"sweep": batch_sweep(args, [int(b) for b in args.sweep.split(",")])}
     elif args.actor_parts:
-        bench = bench_config(args, size=args.size, images=args.batch_size, reps=args.reps, scale=1)
+        bench = bench_from_args(args, size=args.size, images=args.batch_size, reps=args.reps, scale=1)
         paths = bench_inputs(bench, bench.images)
         result = {"actor_parts_ms_per_batch": actor_breakdown(bench, paths)}
         for name, ms in result["actor_parts_ms_per_batch"].items():
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.photos:
         from pipeline.bench.photos import photos
 
-        bench = bench_config(args, size=0, images=args.photos, reps=1, scale=1)
+        bench = bench_from_args(args, size=0, images=args.photos, reps=1, scale=1)
         result = photos(bench, args.photos, log=lambda line: print(line, flush=True))
         for label, run in result["runs"].items():
             task, call, model = (run[f"actor_{k}_seconds"] for k in ("task", "call", "model"))
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.scenes or args.agreement:
         from pipeline.bench.scenes import agreement, scenes_benchmark
 
-        bench = bench_config(args, size=0, images=0, reps=1, scale=1)
+        bench = bench_from_args(args, size=0, images=0, reps=1, scale=1)
         log = lambda line: print(line, flush=True)  # noqa: E731
         sides = [int(s) for s in args.scenes.split(",")] if args.scenes else []
         result = scenes_benchmark(bench, sides, log=log) if sides else {}
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['model']:<22}{row['parameters']:>14,}{row['images_per_second']:>10.2f}")
         result = {"zoo": rows}
     else:
-        bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=args.scale)
+        bench = bench_from_args(args, size=args.size, images=args.images, reps=args.reps, scale=args.scale)
         result = benchmark(bench, variants(args.also), log=lambda line: print(line, flush=True))
         print_summary(result)
     if args.json:
@@ -176,7 +182,7 @@ def number(text: str) -> int | float | str:
 
 def batch_sweep(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
     """(a), the model alone, at each batch size: the figures behind the --batch-size default."""
-    bench = bench_config(args, size=args.size, images=args.images, reps=args.reps, scale=1)
+    bench = bench_from_args(args, size=args.size, images=args.images, reps=args.reps, scale=1)
     paths = bench_inputs(bench, bench.images)
     rows = []
     for size in sizes:
