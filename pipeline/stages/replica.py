@@ -1,7 +1,7 @@
 """One FCN replica on its device: the model calls, and the reduction of its logits to masks and tallies.
 
 ``Replica`` loads the model once (BatchNorm folded, channels_last) and turns a stack of images of one
-size into the top class and its probability at any output size, strip by strip (``upsample``), or
+size into the top class and its probability at any output size, strip by strip (``top_class``), or
 straight into masks, per-class pixel counts and confidence sums. The batch around it (grouping by size,
 tiling, scene windows, JPEGs decoded on the device) is ``segment.Segmenter``'s.
 """
@@ -16,7 +16,7 @@ import torch
 import models
 
 from ..config import RunConfig
-from .upsample import strip_budget, top_class_strips
+from .top_class import strip_budget, top_class_strips
 
 
 def pick_device(requested: str) -> torch.device:

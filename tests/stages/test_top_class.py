@@ -9,9 +9,9 @@ from imagefiles import CLASSES, rgb
 from torch.nn import functional as F
 
 from pipeline.config import RunConfig
-from pipeline.stages import upsample
+from pipeline.stages import top_class
 from pipeline.stages.segment import Segmenter
-from pipeline.stages.upsample import top_class_strips
+from pipeline.stages.top_class import top_class_strips
 
 
 def reference(logits: torch.Tensor, size: tuple[int, int]):
@@ -82,7 +82,7 @@ def segmenter(weights):
 @pytest.mark.parametrize("strip_bytes", [None, 2 * len(CLASSES) * 139 * 4 * 7])  # one strip; 7 rows each
 def test_segment_tallies_match_the_full_upsampling(segmenter, monkeypatch, strip_bytes):
     if strip_bytes:
-        monkeypatch.setattr(upsample, "CPU_STRIP_BYTES", strip_bytes)
+        monkeypatch.setattr(top_class, "CPU_STRIP_BYTES", strip_bytes)
     images = torch.from_numpy(np.stack([rgb(37, 53, 0), rgb(37, 53, 1)]))
     height, width, c = 101, 139, len(CLASSES)
     valid = np.random.default_rng(0).random((height, width)) > 0.3
