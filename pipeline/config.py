@@ -19,26 +19,27 @@ SCENE_PIXELS = 64 * 1024**2  # 8192 x 8192: see BENCHMARKS.md, tiles as rows
 
 
 # export format -> whether a row needs a CRS and a geotransform to be exported in it
-FORMATS = {"cog": True, "geoparquet": True, "stac": True, "dicom-seg": False, "hf": False, "coco": False}
+EXPORT_NEEDS_CRS = {"cog": True, "geoparquet": True, "stac": True, "dicom-seg": False, "hf": False, "coco": False}
 
 
 def parse_formats(value: str | list[str]) -> list[str]:
-    """``cog,stac`` or ``all`` (every format) -> the formats in ``FORMATS`` order; ``stac`` brings ``cog`` (its asset).
+    """``cog,stac`` or ``all`` (every format) -> the formats in ``EXPORT_NEEDS_CRS`` order; ``stac`` brings ``cog``
+    (its asset).
 
     Raises:
         ValueError: an unknown name, with the known ones.
     """
     names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
     if "all" in names:
-        names = list(FORMATS)
-    unknown = sorted(set(names) - set(FORMATS))
+        names = list(EXPORT_NEEDS_CRS)
+    unknown = sorted(set(names) - set(EXPORT_NEEDS_CRS))
     if unknown or not names:
         raise ValueError(
-            f"unknown export format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)} or all"
+            f"unknown export format {', '.join(unknown) or '(none)'}: choose from {', '.join(EXPORT_NEEDS_CRS)} or all"
         )
     if "stac" in names:
         names.append("cog")
-    return [f for f in FORMATS if f in names]
+    return [f for f in EXPORT_NEEDS_CRS if f in names]
 
 
 class ConfigError(ValueError):
@@ -195,7 +196,9 @@ class RunConfig(Shared):
     )
     limit: int | None = Field(None, gt=0, description="segment at most this many inputs (a quick try)")
     export: list[str] | None = Field(
-        None, description=f"after the run, export the masks: {', '.join(FORMATS)} or all (see python -m jobs.export)"
+        None,
+        description=f"after the run, export the masks: {', '.join(EXPORT_NEEDS_CRS)} or all "
+        "(see python -m jobs.export)",
     )
 
     @field_validator("classes", mode="before")

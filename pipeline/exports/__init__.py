@@ -6,6 +6,6 @@ reader sees each one whole or not at all; ``batch`` is the Ray Data stage that w
 
 from __future__ import annotations
 
-from ..config import FORMATS, parse_formats  # the formats are options of the config: defined there
+from ..config import EXPORT_NEEDS_CRS, parse_formats  # the formats are options of the config: defined there
 
-__all__ = ["FORMATS", "parse_formats"]
+__all__ = ["EXPORT_NEEDS_CRS", "parse_formats"]

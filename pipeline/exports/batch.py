@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..config import FORMATS
+from ..config import EXPORT_NEEDS_CRS
 from . import cog, geoparquet, ledger, stac
 from .georef import ExportError, Georef, file_stem, georef, read_mask
 from .labels import LABEL_FORMATS, Labels
@@ -70,7 +70,7 @@ def export_batch(batch: pa.Table, job: ExportJob) -> pa.Table:
             results += [result(row["image_id"], fmt, error=reason(exc)) for fmt in wanted]
             continue
         results += labels.add(row, mask, tuple(f for f in wanted if f in LABEL_FORMATS))
-        gis = tuple(f for f in wanted if FORMATS[f])
+        gis = tuple(f for f in wanted if EXPORT_NEEDS_CRS[f])
         if not gis:
             continue
         try:

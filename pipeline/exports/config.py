@@ -6,14 +6,16 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ..config import FORMATS, Shared, parse_formats
+from ..config import EXPORT_NEEDS_CRS, Shared, parse_formats
 
 
 class ExportConfig(Shared):
     """An export of a finished run's masks table; each field is also a ``--flag`` of ``jobs.export``."""
 
     masks: str = Field(description="the segment run's --output (folder or S3 prefix holding masks/)")
-    to: list[str] = Field(description=f"formats, comma-separated: {', '.join(FORMATS)}, or all (stac brings cog)")
+    to: list[str] = Field(
+        description=f"formats, comma-separated: {', '.join(EXPORT_NEEDS_CRS)}, or all (stac brings cog)"
+    )
     mode: Literal["resume", "overwrite"] = Field(
         "resume", description="resume: export only images not exported yet; overwrite: redo the chosen formats"
     )

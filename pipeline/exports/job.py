@@ -23,7 +23,7 @@ from ..io import lease
 from ..io.output import list_parquet
 from ..io.schema import MODEL_KEY, RUN_ID_KEY, class_names, read_metadata
 from ..io.storage import arrow_fs, fsspec_fs, s3_options, with_s3_defaults
-from . import FORMATS, coco, ledger, stac
+from . import EXPORT_NEEDS_CRS, coco, ledger, stac
 from .batch import COLUMNS, ExportJob, export_batch
 from .config import ExportConfig
 from .georef import file_stem
@@ -43,9 +43,9 @@ def skip_keys(fmt: str) -> tuple[str, ...]:
     """The ``SKIPPED`` keys that ``fmt``'s summary counts (every one, zero or not).
 
     Args:
-        fmt: an export format (a ``FORMATS`` key).
+        fmt: an export format (an ``EXPORT_NEEDS_CRS`` key).
     """
-    if FORMATS[fmt]:
+    if EXPORT_NEEDS_CRS[fmt]:
         return ("skipped_no_crs", "skipped_scene")
     return ("skipped_not_dicom", "skipped_in_parquet", "skipped_scene") if fmt == "dicom-seg" else ("skipped_scene",)
 
@@ -56,7 +56,7 @@ def skipped(fmt: str, crs: str | None, source: str, mask_uri: str | None = None)
     A source named like a DICOM file may still not be one: the export task reads it and may skip it too.
 
     Args:
-        fmt: an export format (a ``FORMATS`` key).
+        fmt: an export format (an ``EXPORT_NEEDS_CRS`` key).
         crs: the row's ``crs`` column.
         source: the row's ``source`` column.
         mask_uri: the row's ``mask_uri``: a scene's mask is a tiled raster (a COG where georeferenced) already,
@@ -64,7 +64,7 @@ def skipped(fmt: str, crs: str | None, source: str, mask_uri: str | None = None)
     """
     if mask_uri:
         return "skipped_scene"
-    if FORMATS[fmt]:
+    if EXPORT_NEEDS_CRS[fmt]:
         return None if crs else "skipped_no_crs"
     return dicom_skip(source) if fmt == "dicom-seg" else None
 
