@@ -9,7 +9,7 @@ from .config import RunConfig
 from .stages.replica import default_batch_size
 
 
-def actor_resources(config: RunConfig, inputs: int | None = None, items: int = 0) -> dict:
+def actor_resources(config: RunConfig, inputs: int | None = None, scene_items: int = 0) -> dict:
     """Pool size and per-actor resources from what the cluster reports.
 
     On CPU clusters a quarter of the CPUs (at least one) stays free for reading,
@@ -19,7 +19,7 @@ def actor_resources(config: RunConfig, inputs: int | None = None, items: int = 0
     Args:
         config: the run configuration (pool bounds, resources per actor).
         inputs: inputs still to do, when known from the listing: the pool is no larger than their batches.
-        items: read items of scenes (``scenes.read.scene_tasks``), each taken whole by one actor.
+        scene_items: read items of scenes (``scenes.read.scene_items``), each taken whole by one actor.
     """
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
@@ -34,7 +34,7 @@ def actor_resources(config: RunConfig, inputs: int | None = None, items: int = 0
         largest = max(1, int((cpus - max(1, cpus // 4)) // config.cpus_per_actor))
     size = min(config.actors_max or largest, largest)
     if inputs is not None:  # a small run: no more actors than decode batches and scene items to give them
-        size = max(1, min(size, -(-inputs // config.decode_batch_size) + items))
+        size = max(1, min(size, -(-inputs // config.decode_batch_size) + scene_items))
     # fewer GPUs up than the pool asks for: start on what is there instead of waiting for the whole pool
     smallest = config.actors_min or (1 if up is not None and up < size else size)
     return {

@@ -30,7 +30,7 @@ from .io.sources import Listing, list_inputs, read_inputs
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
 from .progress import Progress
-from .scenes.read import WindowReader, listed_scenes, scene_tasks, tile_count, tile_rows
+from .scenes.read import WindowReader, listed_scenes, scene_items, tile_count, tile_rows
 from .scenes.stitch import stitch_scenes
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
@@ -140,14 +140,16 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
                              config.rows_per_file)  # fmt: skip
         # scenes are cut for the largest pool, which their items (each taken whole by one actor) then bound
         largest = actor_resources(config)["compute"].max_size
-        items = [t for scene in scenes for t in scene_tasks(*scene, config, actors=largest)]
+        read_items = [item for scene in scenes for item in scene_items(*scene, config, actors=largest)]
         images = None if todo is None else todo - len(scenes)
-        resources = actor_resources(config, images, items=len(items))
+        resources = actor_resources(config, images, scene_items=len(read_items))
         config = with_batch_size(config, resources["num_gpus"])
         tiles = sum(tile_count(info, config) for *_, info in scenes)
         shown = Progress(images, tiles) if progress else contextlib.nullcontext()
         with shown:
-            segmented = segment_chain(config, plan, resources, committed, listing, items, getattr(shown, "tally", None))
+            segmented = segment_chain(
+                config, plan, resources, committed, listing, scene_items=read_items, tally=getattr(shown, "tally", None)
+            )
             segmented.write_datasink(sink)
         where = config.output if is_s3(config.output) else root  # mask_uri: an absolute path or an s3:// URI
         results = sink.results + stitch_scenes(out_fs, root, where, sink.run)
@@ -187,7 +189,7 @@ def segment_chain(
     resources: dict,
     committed: pa.Array,
     listing: Listing | None = None,
-    scenes: list[dict] = (),
+    scene_items: list[dict] = (),
     tally=None,
 ) -> ray.data.Dataset:
     """read -> (drop committed) -> decode -> segment -> postprocess, as one chained Ray Data expression.
@@ -198,7 +200,7 @@ def segment_chain(
         resources: the inference pool's ``compute``, ``num_gpus`` and ``num_cpus`` (``actor_resources``).
         committed: image ids already in ``masks/``; their inputs are left out.
         listing: the folder source's files, when listed already (``list_inputs``).
-        scenes: read items of the scenes read by window (``scenes.read.scene_tasks``).
+        scene_items: read items of the scenes read by window (``scenes.read.scene_items``).
         tally: the progress line's ``Tally`` actor, or None.
     """
     resize = (config.resize if config.resize is not None else plan.weights.resize) or None
@@ -209,7 +211,9 @@ def segment_chain(
     # reading asks for decoding's memory, so that Ray fuses the two: the bytes go straight to the decoder
     # in one task instead of through the object store and a second task
     skip = (
-        pa.concat_arrays([committed, pa.array([t["image_id"] for t in scenes], pa.string())]) if scenes else committed
+        pa.concat_arrays([committed, pa.array([i["image_id"] for i in scene_items], pa.string())])
+        if scene_items
+        else committed
     )
     decoded = read_inputs(config, skip, listing, memory=DECODE_MEMORY_BYTES).map_batches(
         decode_batch,
@@ -220,9 +224,9 @@ def segment_chain(
         # fusing decoding into the inference actors: it stays in CPU tasks beside them
         memory=DECODE_MEMORY_BYTES,
     )
-    if scenes:  # huge scenes: tile rows without pixels, spread over the pool; each actor reads its windows
+    if scene_items:  # huge scenes: tile rows without pixels, spread over the pool; each actor reads its windows
         scheme = "s3://" if is_s3(config.input) else ""
-        tiles = ray.data.from_items(list(scenes), override_num_blocks=len(scenes)).map_batches(
+        tiles = ray.data.from_items(list(scene_items), override_num_blocks=len(scene_items)).map_batches(
             tile_rows, fn_kwargs={"config": config, "scheme": scheme}, batch_size=1, batch_format="numpy"
         )
         decoded = decoded.union(tiles)
@@ -236,7 +240,7 @@ def segment_chain(
             "config": config,
             "storage": _weights_options(config),
             "resize": resize,
-            "windows": WindowReader(config) if scenes else None,
+            "windows": WindowReader(config) if scene_items else None,
         },  # fmt: skip
         batch_size=config.batch_size,
         batch_format="numpy",

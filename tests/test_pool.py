@@ -53,8 +53,9 @@ def test_a_small_run_gets_no_more_actors_than_batches_and_scene_items(monkeypatc
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
     config = RunConfig(input="in", output="out", weights="random")
 
-    def size(inputs, items=0):
-        return actor_resources(config, inputs, items=items)["compute"].max_size
+    def size(inputs, scene_items=0):
+        return actor_resources(config, inputs, scene_items=scene_items)["compute"].max_size
 
     assert (size(None), size(7), size(40)) == (12, 1, 3)  # 16 images a decode batch
-    assert (size(0, items=3), size(7, items=3), size(1000, items=3)) == (3, 4, 12)  # an item goes to one actor
+    # a scene item goes to one actor
+    assert (size(0, scene_items=3), size(7, scene_items=3), size(1000, scene_items=3)) == (3, 4, 12)

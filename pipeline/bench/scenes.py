@@ -161,9 +161,9 @@ def read_ratio(config, path: Path, actors: int) -> float:
     info = scenes.find_scenes([str(path)], [path.stat().st_size], "", config)[str(path)]
     LocalFileOpener.read = counted
     try:
-        for task in scenes.scene_tasks(str(path), "id", None, info, config, actors=actors):
+        for item in scenes.scene_items(str(path), "id", None, info, config, actors=actors):
             reader = scenes.WindowReader(config)
-            (rows,) = scenes.tile_rows({k: np.array([v], dtype=object) for k, v in task.items()}, config, "")
+            (rows,) = scenes.tile_rows({k: np.array([v], dtype=object) for k, v in item.items()}, config, "")
             for source, tile in zip(rows["source"], rows["tile"], strict=True):
                 error = reader.read(source, tile)[2]
                 assert error is None, error

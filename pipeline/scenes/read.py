@@ -39,7 +39,7 @@ HEADER_THREADS = 16
 # compressed bytes read (``range_bytes``)
 READ_CACHE_BOUNDS = (32 * 1024**2, 768 * 1024**2)
 READ_RANGES_BOUNDS = (16 * 1024**2, 512 * 1024**2)
-ITEMS_PER_ACTOR = 2  # read items of a scene per inference actor, at least (``scene_tasks``)
+ITEMS_PER_ACTOR = 2  # read items of a scene per inference actor, at least (``scene_items``)
 OPEN_SCENES = 2  # scenes an actor keeps open (a header re-read costs range requests: its tile index)
 NO_PIXELS = np.zeros((1, 1, 3), np.uint8)  # the image of a tile row until the actor reads its window
 # each GDAL read one range request: windows are read in any order, so a read-ahead fetched bytes no later
@@ -96,7 +96,7 @@ def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConf
     return scenes
 
 
-def scene_tasks(
+def scene_items(
     path: str, image_id: str, version: str | None, info: SceneInfo, config: RunConfig, actors: int = 1
 ) -> list[dict]:
     """The read items of one scene: a few rows of tiles each, what one actor reads in order.
@@ -111,8 +111,8 @@ def scene_tasks(
     cols = len(axis_windows(info.width, config.tile_size, config.tile_overlap))
     # at least ITEMS_PER_ACTOR items per actor, and a multiple of the actors: 7 items of 8 rows on 2 actors
     # left one alone for the last item's 4 minutes (50,000 px); 8 items of 7 rows keep both busy
-    items = max(ITEMS_PER_ACTOR * actors, -(-len(rows) // config.scene_tile_rows))
-    step = max(1, -(-len(rows) // (-(-items // actors) * actors)))
+    count = max(ITEMS_PER_ACTOR * actors, -(-len(rows) // config.scene_tile_rows))
+    step = max(1, -(-len(rows) // (-(-count // actors) * actors)))
     header = json.dumps(asdict(info))
     return [
         {"path": path, "image_id": image_id, "version": version, "first_row": first,
@@ -129,7 +129,7 @@ def tile_count(info: SceneInfo, config: RunConfig) -> int:
 
 
 def tile_rows(batch: dict, config: RunConfig, scheme: str):
-    """One block per read item (``scene_tasks``): a row per tile saying where it lies, and no pixels.
+    """One block per read item (``scene_items``): a row per tile saying where it lies, and no pixels.
 
     The inference actor reads each tile's window itself (``WindowReader``), so no decoded tile passes
     through Ray's object store: its pages, once touched, stay resident in every process that mapped them,

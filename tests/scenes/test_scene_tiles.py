@@ -134,17 +134,17 @@ def test_reading_a_scene_from_s3_fetches_about_its_size_once(s3_bucket, tmp_path
     path = f"{s3_bucket}/in/scene.tif"
     found = scenes.find_scenes([path], [size], "s3://", config)
     fetched.clear()  # the listing's header reads are the driver's, not the tasks'
-    tasks = scenes.scene_tasks(path, "id", None, found[path], config, actors=1)
+    items = scenes.scene_items(path, "id", None, found[path], config, actors=1)
     reader, tiles = scenes.WindowReader(config), 0
-    for task in tasks:
-        batch = {key: np.array([v], dtype=object) for key, v in task.items()}
+    for item in items:
+        batch = {key: np.array([v], dtype=object) for key, v in item.items()}
         (rows,) = scenes.tile_rows(batch, config, "s3://")
         for source, tile in zip(rows["source"], rows["tile"], strict=True):
             image, _, error = reader.read(source, tile)
             assert error is None and image.shape == (tile[3] - tile[2], tile[5] - tile[4], 3)
             tiles += 1
         reader.close()  # the block cache and open file gone: the next item starts cold
-    assert tiles == sum(t["tiles"] for t in tasks) and len(tasks) > 1
+    assert tiles == sum(i["tiles"] for i in items) and len(items) > 1
     assert 0.9 * size < sum(fetched) <= 1.2 * size, (sum(fetched), size)
 
 
