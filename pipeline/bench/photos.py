@@ -41,6 +41,9 @@ def actor_figures(bench: BenchConfig, folder: Path, out: Path, resize: int) -> d
         "actor_task_seconds": actor_task_seconds(timed.record.get("stage_seconds", {})),
         "actor_call_seconds": sum(r["end"] - r["start"] for r in segment),
         "actor_model_seconds": sum(r.get("model_seconds", 0.0) for r in segment),
+        # CPU seconds of the actor processes: what the actor spends, apart from waiting on a shared core
+        "actor_call_cpu": sum(r["cpu"] for r in segment),
+        "actor_model_cpu": sum(r.get("model_cpu", 0.0) for r in segment),
         "actor_peak_bytes": max((timed.memory.peak_by_pid.get(pid, 0) for pid in actors), default=0),
     }
 
@@ -64,7 +67,7 @@ def photos(bench: BenchConfig, count: int, resize: int = 520, log=print) -> dict
         result["runs"]["12 MP stored at the fed size"] = actor_figures(bench, fed, work / "out", resize)
         log(f"12 MP stored at the fed size: {result['runs']['12 MP stored at the fed size']}")
     runs = result["runs"]
-    for kind in ("actor_task_seconds", "actor_call_seconds"):
+    for kind in ("actor_task_seconds", "actor_call_seconds", "actor_call_cpu"):
         result[f"{kind}_12mp_over_fed"] = runs["12 MP"][kind] / runs["12 MP stored at the fed size"][kind]
     return result
 
