@@ -100,7 +100,7 @@ HOSTILE = {
     "text.png": ("error", "not a recognised image format"),
     "bomb.png": ("error", "raise --max-pixels to allow it"),
     "bomb-warning.png": ("error", "raise --max-pixels to allow it"),
-    "missing.png": ("error", "listed in the manifest but not found"),
+    "missing.png": ("error", "listed in the URI list but not found"),
     "sixteen.png": ("ok", None),
     "onebit.png": ("ok", None),
     "cmyk.jpg": ("ok", None),

@@ -49,7 +49,7 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 
 
 def hostile_inputs(workdir: Path, images: Path | None = None) -> Outcome:
-    """f. A manifest of hostile files and one that does not exist; ``--max-pixels 1000000``.
+    """f. A URI list of hostile files and one that does not exist; ``--max-pixels 1000000``.
 
     Args:
         workdir: folder for this scenario's inputs, output and log.
