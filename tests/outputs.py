@@ -19,7 +19,7 @@ def read_tables(root: str, filesystem=None):
 
 
 def check_contract(masks, stats, class_names) -> dict[str, dict]:
-    """Every invariant of DESIGN.md's output contract; returns rows by source."""
+    """Every invariant of the output contract (docs/output-contract.md); returns rows by source."""
     con = duckdb.connect()
     con.register("masks", masks)
     con.register("stats", stats)

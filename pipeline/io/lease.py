@@ -5,6 +5,11 @@ created only where none exists (``O_EXCL`` on a local disk; ``If-None-Match: *``
 by a thread of the driver while the run goes on, and deleted when the run ends. A lease past its
 expiry, or one whose holder on this same host is no longer alive, is stale: the next run takes it
 over. A run that finds a live lease is refused before it writes anything.
+
+The lease also fences the write tasks (``fenced_out``): a task commits only while its own run holds
+the lease and, on the driver's host, while that driver lives. The workers of a killed driver go on
+for a while (Ray ends them when it notices); without the fence they could commit rows after a rerun
+listed what is committed, and the rerun would write the same inputs again.
 """
 
 from __future__ import annotations
@@ -37,9 +42,33 @@ def held_by_other(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> dict
 
 def stale(held: dict) -> bool:
     """Past its expiry, or held by a process of this host that is gone (a killed run)."""
-    if held.get("expires", 0) < time.time():
+    return held.get("expires", 0) < time.time() or holder_gone(held)
+
+
+def holder_gone(held: dict) -> bool:
+    """The lease's driver ran on this host and is gone (a zombie, killed and not yet reaped, is gone)."""
+    if held.get("host") != socket.gethostname():
+        return False
+    try:
+        return psutil.Process(int(held.get("pid", -1))).status() == psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, ValueError):
         return True
-    return held.get("host") == socket.gethostname() and not psutil.pid_exists(int(held.get("pid", -1)))
+
+
+def fenced_out(held: dict | None, run_id: str) -> str | None:
+    """Why the write tasks of ``run_id`` may no longer commit into an output whose lease is ``held``.
+
+    ``None`` when they may: the lease is the run's own and its driver lives, or there is no lease (a
+    sink used without a run, as the benchmarks and tests do). Expiry alone does not fence a run out:
+    a live driver whose renewal is late still owns its work, until another run takes the lease over.
+    """
+    if held is None:
+        return None
+    if held.get("run_id") != run_id:
+        return f"run {held.get('run_id')} holds the output's lease now"
+    if holder_gone(held):
+        return f"its driver (pid {held.get('pid')} on {held.get('host')}) is gone"
+    return None
 
 
 def describe(root: str, held: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,6 +17,7 @@ from ray.data.block import BlockAccessor
 from ..probe import probe
 from ..rows import reasons, strings
 from .areas import pixel_areas
+from .lease import LEASE, fenced_out
 from .schema import MASKS_SCHEMA, STATS_SCHEMA, RunInfo
 
 
@@ -116,17 +118,40 @@ class MaskTableSink(Datasink[dict]):
         # named by content: a retried write task rewrites the same file instead of adding a twin
         digest = hashlib.sha256("\n".join(sorted(batch["image_id"].tolist())).encode()).hexdigest()[:16]
         name = f"part-{self.run.run_id}-{digest}.parquet"
+        staging = f"{self.root}/_staging/{self.run.run_id}"
+        self.fs.create_dir(staging, recursive=True)
         for table, folder in ((stats, "class_stats"), (masks, "masks")):
+            pq.write_table(table, f"{staging}/{folder}-{name}", filesystem=self.fs, compression="zstd")
+        check_fence(
+            self.fs, self.root, self.run.run_id, [f"{staging}/{folder}-{name}" for folder in ("class_stats", "masks")]
+        )
+        for folder in ("class_stats", "masks"):
             self.fs.create_dir(f"{self.root}/{folder}", recursive=True)
-            self.fs.create_dir(f"{self.root}/_staging/{self.run.run_id}", recursive=True)
-            staged = f"{self.root}/_staging/{self.run.run_id}/{folder}-{name}"
-            pq.write_table(table, staged, filesystem=self.fs, compression="zstd")
-            self.fs.move(staged, f"{self.root}/{folder}/{name}")
+            self.fs.move(f"{staging}/{folder}-{name}", f"{self.root}/{folder}/{name}")
         ok = int((batch["status"] == "ok").sum())
         files = [f"masks/{name}", f"class_stats/{name}"]
         nodes, counts = np.unique(batch["node"].astype(str), return_counts=True)
         rows_by_node = dict(zip(nodes.tolist(), counts.tolist(), strict=True))
         return {"files": files, "rows": masks.num_rows, "ok": ok, "errors": masks.num_rows - ok, "nodes": rows_by_node}
+
+
+class LeaseLost(RuntimeError):
+    """A write task of a run that no longer holds the output's lease; its rows were not committed."""
+
+
+def check_fence(fs: pafs.FileSystem, root: str, run_id: str, staged: list[str]) -> None:
+    """Refuse to commit once ``run_id`` no longer holds the output (``lease.fenced_out``): the staged
+    files are deleted and the task fails, so its rows are left to the run that holds the lease."""
+    try:
+        with fs.open_input_stream(f"{root}/{LEASE}") as f:
+            held = json.loads(f.read())
+    except (FileNotFoundError, json.JSONDecodeError):
+        held = None
+    if (why := fenced_out(held, run_id)) is None:
+        return
+    for path in staged:
+        fs.delete_file(path)
+    raise LeaseLost(f"run {run_id} no longer commits into {root}: {why}")
 
 
 TILES_SCHEMA = pa.schema(
@@ -174,6 +199,7 @@ def commit_tiles(fs: pafs.FileSystem, root: str, run_id: str, batch: dict[str, n
         staged = f"{root}/_staging/{run_id}/tiles-{scene}-{digest}.parquet"
         fs.create_dir(f"{root}/_staging/{run_id}", recursive=True)
         pq.write_table(part, staged, filesystem=fs, compression="zstd")
+        check_fence(fs, root, run_id, [staged])
         fs.create_dir(f"{root}/_tiles/{scene}", recursive=True)
         fs.move(staged, f"{root}/_tiles/{scene}/part-{digest}.parquet")
     return table.num_rows

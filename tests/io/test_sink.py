@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pytest
 from outputs import check_contract, read_tables
 from ray.data.block import BlockAccessor
 
 from pipeline.io.schema import RunInfo
-from pipeline.io.sink import MaskTableSink
+from pipeline.io.sink import LeaseLost, MaskTableSink
 from pipeline.stages.postprocess import encode_png
 
 CLASSES = ("sky", "land")
@@ -47,3 +55,36 @@ def test_one_write_of_blocks_whose_null_columns_differ(tmp_path):
     masks, stats = read_tables(str(tmp_path))
     rows = check_contract(masks, stats, CLASSES)
     assert rows["/in/d.png"]["error"] == "corrupt" and rows["/in/a.png"]["status"] == "ok"
+
+
+def dead_pid() -> int:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(gone.stdout)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_write_task_commits_only_while_its_run_holds_the_lease(tmp_path, where, request):
+    """The fence: rows of a run whose driver is gone, or whose lease another run took, never land."""
+    if where == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        fs, root = pafs.S3FileSystem(endpoint_override=request.getfixturevalue("s3_endpoint")), f"{bucket}/out"
+    else:
+        fs, root = pafs.LocalFileSystem(), str(tmp_path)
+    sink = MaskTableSink(fs, root, RunInfo("run-1", "m", None, CLASSES), 1000)
+    assert sink.write([block(["a"], failed=set())], ctx=None)["rows"] == 1  # no lease: a sink used alone
+
+    def held(**record) -> None:
+        lease = {"run_id": "run-1", "host": socket.gethostname(), "pid": os.getpid(), "expires": time.time() - 1}
+        with fs.open_output_stream(f"{root}/_lease.json") as f:
+            f.write(json.dumps({**lease, **record}).encode())
+
+    held()  # its own, alive: committed, even past its expiry (a late renewal)
+    assert sink.write([block(["b"], failed=set())], ctx=None)["rows"] == 1
+    for record, why in (({"pid": dead_pid()}, "is gone"), ({"run_id": "run-2"}, "run run-2 holds")):
+        held(**record)
+        with pytest.raises(LeaseLost, match=why):
+            sink.write([block(["c"], failed=set())], ctx=None)
+    masks, _ = read_tables(root, filesystem=fs)
+    assert sorted(masks["image_id"].to_pylist()) == ["a", "b"]
+    staged = fs.get_file_info(pafs.FileSelector(f"{root}/_staging", recursive=True, allow_not_found=True))
+    assert [f.path for f in staged if f.type == pafs.FileType.File] == []
