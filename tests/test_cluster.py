@@ -22,7 +22,6 @@ from ray.cluster_utils import Cluster
 
 from jobs.segment import main
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +38,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_gpu_actor_pool_spreads_over_two_worker_nodes(tmp_path):
     ray.shutdown()  # this test needs its own cluster; later tests start a fresh local one
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -82,6 +82,7 @@ def wait_for_dashboard(url: str, head: subprocess.Popen, seconds: float = 90) ->
     raise TimeoutError(f"no Ray dashboard at {url}")
 
 
+@pytest.mark.slow
 def test_ray_job_submit_runs_the_job_on_a_running_cluster(tmp_path):
     bin_dir = Path(sys.executable).parent
     # Ray 2.60 turns token auth on for a new head when ~/.ray/auth_token exists, but the job

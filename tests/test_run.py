@@ -6,24 +6,17 @@ import io
 import json
 
 import boto3
-import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-import torch
 from imagefiles import CLASSES, bad_images, good_images, rgb, write_tree
 from outputs import check_contract, read_tables
 from PIL import Image
 from runs import job
 
 from jobs.segment import main
-from pipeline import RunConfig
 from pipeline.loop.report import write_report
-from pipeline.stages.decode import decode_batch
-from pipeline.stages.segment import Segmenter
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("jpeg_decode", ["tasks", "actor"])
@@ -168,61 +161,3 @@ def test_a_folder_without_images_exits_2_naming_it(tmp_path, capsys, ray_local, 
     assert job(folder, tmp_path / "out", weights) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --input {folder}: no image files in it") and len(err.strip().splitlines()) == 1
-
-
-def test_images_of_other_sizes_in_a_batch_do_not_change_a_mask(weights):
-    config = RunConfig(input="in", output="out", weights=weights, classes=list(CLASSES))
-    segmenter = Segmenter(config, storage={})
-    blobs = [Image.fromarray(rgb(*size, seed)) for seed, size in enumerate([(45, 61), (64, 64), (45, 61), (30, 90)])]
-    encoded = []
-    for image in blobs:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        encoded.append(buffer.getvalue())
-
-    def segment(indices):
-        batch = {
-            "image_id": np.array([str(i) for i in indices], dtype=object),
-            "source": np.array([str(i) for i in indices], dtype=object),
-            "bytes": np.array([encoded[i] for i in indices], dtype=object),
-            "error": np.array([None] * len(indices), dtype=object),
-        }
-        return segmenter(decode_batch(batch, resize=None, max_pixels=10**8))
-
-    alone = segment([0, 2])  # the 45x61 images without the others
-    mixed = segment([1, 0, 3, 2])
-    assert np.array_equal(alone["mask"][0], mixed["mask"][1])
-    assert np.array_equal(alone["mask"][1], mixed["mask"][3])
-    assert np.array_equal(alone["class_pixels"], mixed["class_pixels"][[1, 3]])
-    assert mixed["mask"][2].shape == (30, 90)
-
-
-def test_out_of_memory_batches_are_split_before_any_image_fails(weights):
-    segmenter = Segmenter(RunConfig(input="in", output="out", weights=weights, classes=list(CLASSES)), storage={})
-    model, calls = segmenter.model, []
-
-    def tight_memory(x):
-        calls.append(len(x))
-        if len(x) > 1 or x.shape[-1] > 60:  # only single images up to 60 px wide fit
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return model(x)
-
-    segmenter.model = tight_memory
-    sizes = [(40, 50)] * 4 + [(40, 70)]
-    batch = {
-        "image_id": np.array([str(i) for i in range(5)], dtype=object),
-        "source": np.array([str(i) for i in range(5)], dtype=object),
-        "source_version": np.array([None] * 5, dtype=object),
-        "height": np.array([h for h, _ in sizes], np.int32),
-        "width": np.array([w for _, w in sizes], np.int32),
-        "image": np.array([rgb(h, w, i) for i, (h, w) in enumerate(sizes)] + [None], dtype=object)[:5],
-        "error": np.array([None] * 5, dtype=object),
-        "valid": np.array([np.ones((1, 1), bool)] * 5 + [None], dtype=object)[:5],
-        "frame": np.full(5, -1, np.int32),
-        "crs": np.array([None] * 5, dtype=object),
-        "geotransform": np.full((5, 6), np.nan),
-    }
-    out = segmenter(batch)
-    assert calls == [4, 2, 1, 1, 2, 1, 1, 1]  # halves until every 40x50 image fits, then the wide one alone
-    assert all(out["error"][i] is None and out["mask"][i].shape == (40, 50) for i in range(4))
-    assert "out of GPU memory even alone (40x70)" in out["error"][4]

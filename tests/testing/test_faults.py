@@ -18,7 +18,6 @@ import pytest
 from jobs.segment import main
 from pipeline.testing import chaos
 
-pytestmark = pytest.mark.slow
 IMAGES = 10
 OUTPUT_FILE = re.compile(r"(masks|class_stats)/part-[0-9A-Za-z-]+\.parquet|_manifest\.json")
 
@@ -46,6 +45,7 @@ def exactly_once(outcome: chaos.Outcome) -> None:
     assert outcome.rows == outcome.inputs > 0
 
 
+@pytest.mark.slow
 def test_clean_run(clean):
     exactly_once(clean)
     assert clean.errors == 0
@@ -56,6 +56,7 @@ def test_clean_run(clean):
     assert not re.search(r"^\[[^\]]* E \d+ \d+\]", log, re.M), log  # no ERROR-level line of Ray's C++ core
 
 
+@pytest.mark.slow
 def test_inference_actor_killed_mid_run(tmp_path, images):
     outcome = chaos.actor_killed(tmp_path, images)
     exactly_once(outcome)
@@ -63,6 +64,7 @@ def test_inference_actor_killed_mid_run(tmp_path, images):
     assert outcome.runs[-1]["counts"]["rows"] == IMAGES  # the same run finished, no rerun
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", [chaos.driver_killed, chaos.ctrl_c], ids=["sigkill", "ctrl-c"])
 def test_driver_stopped_mid_run_then_rerun(tmp_path, images, scenario):
     outcome = scenario(tmp_path, images)
@@ -75,11 +77,13 @@ def test_driver_stopped_mid_run_then_rerun(tmp_path, images, scenario):
     assert rerun["counts"]["rows"] == IMAGES - rerun["counts"]["already_committed"]
 
 
+@pytest.mark.slow
 def test_transient_s3_errors(s3_run):
     exactly_once(s3_run)
     assert all(s3_run.details["proxy"][fault] > 0 for fault in chaos.FAULTS)
 
 
+@pytest.mark.slow
 def test_secrets_stay_out_of_manifest_metadata_and_logs(s3_run):
     copy, log = Path(s3_run.details["copy"]), Path(s3_run.log).read_bytes()
     files = sorted(copy.rglob("*.parquet"))
@@ -108,6 +112,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_inputs_become_error_rows(tmp_path):
     outcome = chaos.hostile_inputs(tmp_path)
     exactly_once(outcome)
@@ -118,6 +123,7 @@ def test_hostile_inputs_become_error_rows(tmp_path):
         assert (rows[name][1] is None) if phrase is None else (phrase in rows[name][1]), (name, rows[name])
 
 
+@pytest.mark.slow
 def test_nightly_kills_over_a_growing_folder(tmp_path):
     # killed runs of 4 files and more: a kill after the first file still lands mid-run (with 2 files, the
     # second was sometimes committed by its write task after the driver was killed)
@@ -127,6 +133,7 @@ def test_nightly_kills_over_a_growing_folder(tmp_path):
     assert [r["counts"]["rows"] for r in outcome.runs][-1] == 3  # the last run: the new images only
 
 
+@pytest.mark.slow
 def test_ids_and_file_names_never_become_paths(tmp_path, images, clean):
     for name in chaos.ODD_NAMES:  # files named with quotes, $(), #, %2e, spaces, unicode, glob characters
         assert clean.rows_by_source[os.path.abspath(images / name)][0] == "ok"
@@ -153,6 +160,7 @@ def test_ids_and_file_names_never_become_paths(tmp_path, images, clean):
     assert sorted(i for (i,) in masks_ids) == sorted(ids) and {i for (i,) in stats_ids} == set(ids)
 
 
+@pytest.mark.slow
 def test_files_ray_would_skip_are_not_lost(tmp_path):
     folder = tmp_path / "in"
     chaos.make_images(folder, 2, start=10)
