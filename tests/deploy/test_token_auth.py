@@ -1,0 +1,150 @@
+"""A real Ray head in token mode refuses ``ray job submit`` without its token and runs the job with it.
+
+The head is ``ray start --head --block`` in a process group of its own, with its own temp dir, ports and
+``HOME`` (so neither the test session's Ray cluster nor the real ``~/.ray/auth_token`` is touched); it
+reads its token from a file through ``RAY_AUTH_TOKEN_PATH``, as the cluster launcher's nodes do
+(deploy/cluster-aws.yaml). It is stopped by signalling that process group, never with ``ray stop``, which
+would stop every Ray process on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).with_name("ray"))
+ENTRYPOINT = ["python", "-c", "print('ok')"]
+HEAD_TIMEOUT = 60.0
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without any Ray address or auth setting, ``HOME`` elsewhere, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH")}
+    # the venv's python first: the job's entrypoint runs `python` from the head's PATH
+    return env | {"HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"} | extra
+
+
+@pytest.fixture(scope="module")
+def head():
+    """``(dashboard URL, token file, HOME)`` of a token-mode head; stopped, and its files removed, after."""
+    root = Path(tempfile.mkdtemp(prefix="rtok-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    home, token = root / "home", root / "auth_token"
+    home.mkdir()
+    token.write_text(secrets.token_hex(32))  # as deploy/README.md makes it: no newline
+    token.chmod(0o600)
+    gcs, dashboard, agent, agent_grpc, runtime_env, metrics, client = free_ports(7)
+    command = [RAY, "start", "--head", "--block", "--disable-usage-stats", "--num-cpus=1", f"--temp-dir={root}/ray"]
+    command += [f"--port={gcs}", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}"]
+    command += [f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}"]
+    command += [f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"]
+    env = clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    with open(root / "head.log", "wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{dashboard}", token, home, proc
+    finally:
+        stop(proc, root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def stop(proc: subprocess.Popen, root: Path) -> None:
+    """End the head's processes: its process group, and any process started for its session elsewhere."""
+    ours = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(p.pid) == proc.pid or str(root) in " ".join(p.info["cmdline"] or ()):
+                ours.append(p)
+    for p in ours:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=10)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def ray_job(address: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``ray job ARGS --address ADDRESS`` (default: submit the one-line job) under ``env``."""
+    args = args or ("submit", "--address", address, "--", *ENTRYPOINT)
+    if "--address" not in args:
+        args = (*args, "--address", address)
+    return subprocess.run([RAY, "job", *args], env=env, capture_output=True, text=True, timeout=HEAD_TIMEOUT)
+
+
+def submit_when_ready(address: str, env: dict[str, str], proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Submit with the token; while the head's job agent is still starting, Ray answers 500: try again."""
+    deadline = time.monotonic() + HEAD_TIMEOUT
+    while True:
+        done = ray_job(address, env)
+        busy = "No available agent" in done.stderr + done.stdout or "Failed to connect" in done.stderr
+        if done.returncode == 0 or not busy or time.monotonic() > deadline or proc.poll() is not None:
+            return done
+        time.sleep(1)
+
+
+def wait_for_dashboard(address: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + HEAD_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2)  # noqa: S310 (a local URL)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers, be it 401 (the version route needs the token)
+        except OSError:
+            time.sleep(0.5)
+    log = Path(log).read_text(errors="replace")[-3000:]
+    pytest.fail(f"the head did not answer at {address} (exit {proc.poll()}); its output ends:\n{log}")
+
+
+def test_a_token_head_refuses_a_submission_without_the_token_and_runs_it_with_the_token(head):
+    address, token, home, proc = head
+    wait_for_dashboard(address, proc, token.with_name("head.log"))
+
+    # no token at all: a client as anyone else on the network would run it (its mode unset, no ~/.ray)
+    anonymous = ray_job(address, clean_env(home))
+    assert anonymous.returncode != 0
+    assert "Unauthorized: Missing authentication token" in anonymous.stderr, anonymous.stderr[-2000:]
+    # a wrong token
+    wrong = ray_job(address, clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32)))
+    assert wrong.returncode != 0
+    assert "Forbidden: Invalid authentication token" in wrong.stderr, wrong.stderr[-2000:]
+
+    # the token, from the same file the head reads
+    with_token = clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    accepted = submit_when_ready(address, with_token, proc)
+    assert accepted.returncode == 0, accepted.stdout[-2000:] + accepted.stderr[-2000:]
+    assert "ok" in accepted.stdout.splitlines()  # the job's own output, followed by `ray job submit`
+    assert "succeeded" in accepted.stdout + accepted.stderr
+
+    # the refused submissions left no job behind: the head knows exactly the one accepted
+    listed = ray_job(address, with_token, "list")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.count("submission_id=") == 1, listed.stdout
+    assert "status=<JobStatus.SUCCEEDED" in listed.stdout and "driver_exit_code=0" in listed.stdout
