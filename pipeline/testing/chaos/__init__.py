@@ -12,6 +12,7 @@ from .harness import CLASSES, JOB_FLAGS, REPO, job_command, run_job
 from .hostile import hostile_files, hostile_inputs
 from .inputs import ODD_NAMES, make_images, sources
 from .kills import actor_killed, ctrl_c, driver_killed, nightly
+from .node_loss import worker_lost as worker_lost
 from .outcome import Outcome
 from .races import racing_runs, replaced_files
 from .s3_faults import s3_transient
