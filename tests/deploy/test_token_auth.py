@@ -1,93 +1,49 @@
 """A real Ray head in token mode refuses ``ray job submit`` without its token and runs the job with it.
 
-The head is ``ray start --head --block`` in a process group of its own, with its own temp dir, ports and
-``HOME`` (so neither the test session's Ray cluster nor the real ``~/.ray/auth_token`` is touched); it
-reads its token from a file through ``RAY_AUTH_TOKEN_PATH``, as the cluster launcher's nodes do
-(deploy/cluster-aws.yaml). It is stopped by signalling that process group, never with ``ray stop``, which
-would stop every Ray process on the machine.
+The head is ``ray start --head --block`` in a process group of its own, with its own temp dir and ports
+(``chaos.local_cluster.LocalCluster``), so the test session's Ray cluster is not touched; it reads its token
+from a file through ``RAY_AUTH_TOKEN_PATH``, as the cluster launcher's nodes do (deploy/cluster-aws.yaml).
+The clients get a ``HOME`` of their own, so the real ``~/.ray/auth_token`` is never read. The head is
+stopped by ending its process group, never with ``ray stop``, which would stop every Ray process here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
-pytestmark = pytest.mark.slow
-RAY = str(Path(sys.executable).with_name("ray"))
+from pipeline.testing.chaos.local_cluster import RAY, LocalCluster
+
 ENTRYPOINT = ["python", "-c", "print('ok')"]
 HEAD_TIMEOUT = 60.0
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """This process's environment without any Ray address or auth setting, ``HOME`` elsewhere, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH")}
-    # the venv's python first: the job's entrypoint runs `python` from the head's PATH
-    return env | {"HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}"} | extra
+    return env | {"HOME": str(home)} | extra
 
 
 @pytest.fixture(scope="module")
 def head():
-    """``(dashboard URL, token file, HOME)`` of a token-mode head; stopped, and its files removed, after."""
+    """``(dashboard URL, token file, HOME for the clients, head process)``; the head is stopped after."""
     root = Path(tempfile.mkdtemp(prefix="rtok-", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    home, token = root / "home", root / "auth_token"
-    home.mkdir()
-    token.write_text(secrets.token_hex(32))  # as deploy/README.md makes it: no newline
-    token.chmod(0o600)
-    gcs, dashboard, agent, agent_grpc, runtime_env, metrics, client = free_ports(7)
-    command = [RAY, "start", "--head", "--block", "--disable-usage-stats", "--num-cpus=1", f"--temp-dir={root}/ray"]
-    command += [f"--port={gcs}", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}"]
-    command += [f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}"]
-    command += [f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"]
-    env = clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    with open(root / "head.log", "wb") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (root / "home").mkdir()
     try:
-        yield f"http://127.0.0.1:{dashboard}", token, home, proc
+        with LocalCluster(root) as cluster:
+            cluster.start_head(num_cpus=1, dashboard=True)
+            yield cluster.dashboard, cluster.token, root / "home", cluster.nodes[0]
     finally:
-        stop(proc, root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def stop(proc: subprocess.Popen, root: Path) -> None:
-    """End the head's processes: its process group, and any process started for its session elsewhere."""
-    ours = []
-    for p in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(p.pid) == proc.pid or str(root) in " ".join(p.info["cmdline"] or ()):
-                ours.append(p)
-    for p in ours:
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(ours, timeout=5)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(alive, timeout=10)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
 
 
 def ray_job(address: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -123,6 +79,7 @@ def wait_for_dashboard(address: str, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"the head did not answer at {address} (exit {proc.poll()}); its output ends:\n{log}")
 
 
+@pytest.mark.slow
 def test_a_token_head_refuses_a_submission_without_the_token_and_runs_it_with_the_token(head):
     address, token, home, proc = head
     wait_for_dashboard(address, proc, token.with_name("head.log"))

@@ -16,10 +16,10 @@ import pytest
 
 from pipeline.testing import chaos
 
-pytestmark = pytest.mark.slow
 IMAGES = 16  # 4 masks files of 4 rows: the node goes after the first, with most of the work left
 
 
+@pytest.mark.slow
 def test_worker_node_lost_mid_run(tmp_path):
     images = tmp_path / "images"
     chaos.make_images(images, IMAGES)
