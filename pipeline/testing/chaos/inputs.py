@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ODD_NAMES = ("sp ace ;$(x)'\"&.png", "hash#frag%2e%2e.jpg", "ünï 日本 [1]*.png")
+# quotes, $(), #, %2e, spaces, unicode, glob characters; and names Ray's own file listing would skip
+ODD_NAMES = ("sp ace ;$(x)'\"&.png", "hash#frag%2e%2e.jpg", "ünï 日本 [1]*.png", "q?mark.png", "_DSC0001.jpg")
 
 
 def make_images(folder: Path, count: int, start: int = 0) -> list[str]:
