@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--agreement", type=int, default=0, metavar="SIDE",
         help="only: a SIDE px scene as tile rows and in memory: time, memory, pixels that agree",
     )  # fmt: skip
+    parser.add_argument(
+        "--bookkeeping", default=None, metavar="N[,N...]",
+        help="only: the driver's bookkeeping at N inputs (empty files, a committed table of N rows, no inference): "
+        "listing, resume set, a no-op resume and one of 1%% new through the job, the totals; time and peak memory",
+    )  # fmt: skip
     parser.add_argument("--zoo", action="store_true", help="only: parameters and images/s of every registered model")
     parser.add_argument(
         "--workdir", default=os.path.join(tempfile.gettempdir(), "fcn-benchmark"), help="scratch folder"
@@ -150,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         result = scenes_benchmark(bench, sides, log=log) if sides else {}
         if args.agreement:
             result["agreement"] = agreement(bench, args.agreement, log=log)
+    elif args.bookkeeping:
+        from pipeline.bench.bookkeeping import bookkeeping, print_table
+
+        sizes = [int(n) for n in args.bookkeeping.split(",")]
+        result = bookkeeping(args.workdir, sizes, log=lambda line: print(line, flush=True))
+        print_table(result)
     elif args.zoo:
         rows = model_zoo(args.size, args.threads, batch_size=1)
         print(f"{'model':<22}{'parameters':>14}{'images/s':>10}   ({args.size}x{args.size}, {args.threads} threads)")
