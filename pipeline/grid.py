@@ -6,13 +6,9 @@ Shared by the in-memory tiled path (``stages/tiles``) and the tiles-as-rows read
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 
 import numpy as np
-
-# a tile row of a scene carries where it lies (``tile`` column); every other row carries NO_TILE
-TILE_FIELDS = ("scene_height", "scene_width", "y0", "y1", "x0", "x1", "oy0", "oy1", "ox0", "ox1", "index", "count")
-NO_TILE = np.full(len(TILE_FIELDS), -1, np.int64)
 
 
 @dataclass(frozen=True)
@@ -27,6 +23,72 @@ class Tile:
     oy1: int
     ox0: int
     ox1: int
+
+
+@dataclass(frozen=True)
+class TileRow:
+    """The ``tile`` column of a row, by name: where a tile of a scene lies, or ``NO_TILE`` (every field -1).
+
+    The tables keep it as a ``list<int64>`` of ``TILE_FIELDS`` in this order (the order is the fields'
+    here, nowhere else); ``from_vector`` and ``to_vector`` convert. A frozen dataclass, not a NamedTuple:
+    a tuple's ``index`` and ``count`` methods would clash with the fields of those names.
+
+    Args:
+        scene_height, scene_width: the scene's size in pixels.
+        y0, y1, x0, x1, oy0, oy1, ox0, ox1: the window fed and the region it owns (``Tile``).
+        index: the tile's number in the scene's grid, row by row.
+        count: tiles in the scene.
+    """
+
+    scene_height: int
+    scene_width: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    oy0: int
+    oy1: int
+    ox0: int
+    ox1: int
+    index: int
+    count: int
+
+    @classmethod
+    def from_vector(cls, vector) -> TileRow:
+        """A ``tile`` vector (numpy row or list of ``len(TILE_FIELDS)`` integers) by name."""
+        if len(vector) != len(TILE_FIELDS):
+            names = ", ".join(TILE_FIELDS)
+            raise ValueError(f"a tile vector has {len(TILE_FIELDS)} numbers ({names}), not {len(vector)}")
+        return cls(*(int(v) for v in vector))
+
+    def to_vector(self) -> np.ndarray:
+        """The ``tile`` vector the tables keep: int64 in ``TILE_FIELDS`` order."""
+        return np.asarray(astuple(self), np.int64)
+
+    @property
+    def is_tile(self) -> bool:
+        """Whether the row is a tile of a scene (not ``NO_TILE``)."""
+        return self.scene_height >= 0
+
+    @property
+    def window(self) -> Tile:
+        """The window fed and the region owned, in scene pixels."""
+        return Tile(self.y0, self.y1, self.x0, self.x1, self.oy0, self.oy1, self.ox0, self.ox1)
+
+
+# a tile row of a scene carries where it lies (``tile`` column); every other row carries NO_TILE
+TILE_FIELDS = tuple(f.name for f in fields(TileRow))
+NO_TILE = TileRow(*[-1] * len(TILE_FIELDS)).to_vector()
+
+
+def tile_column(tiles: np.ndarray, field: str) -> np.ndarray:
+    """One field (``TILE_FIELDS``) of every row of a ``(rows, len(TILE_FIELDS))`` stack of tile vectors."""
+    return np.asarray(tiles)[:, TILE_FIELDS.index(field)]
+
+
+def is_tile(tiles: np.ndarray) -> np.ndarray:
+    """Which rows of a stack of tile vectors are tiles of a scene (the rest are ``NO_TILE``)."""
+    return tile_column(tiles, "scene_height") >= 0
 
 
 def axis_windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:

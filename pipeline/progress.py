@@ -15,6 +15,8 @@ import time
 import numpy as np
 import ray
 
+from .grid import is_tile
+
 LOG_EVERY = 30.0  # seconds between lines when stdout is not a terminal
 
 
@@ -35,7 +37,7 @@ class Tally:
 
 def batch_counts(errors: np.ndarray, tiles: np.ndarray) -> dict:
     """What one postprocess batch adds: ``errors`` its reasons (``None`` when ok), ``tiles`` its ``tile`` rows."""
-    failed, tile = np.array([e is not None for e in errors], bool), tiles[:, 0] >= 0
+    failed, tile = np.array([e is not None for e in errors], bool), is_tile(tiles)
     return {"rows": int((~tile).sum()), "errors": int((failed & ~tile).sum()), "tiles": int(tile.sum()),
             "tile_errors": int((failed & tile).sum())}  # fmt: skip
 

@@ -140,11 +140,11 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
                              config.rows_per_file)  # fmt: skip
         # scenes are cut for the largest pool, which their items (each taken whole by one actor) then bound
         largest = actor_resources(config)["compute"].max_size
-        read_items = [item for scene in scenes for item in scene_items(*scene, config, actors=largest)]
+        read_items = [item for scene in scenes for item in scene_items(scene, config, actors=largest)]
         images = None if todo is None else todo - len(scenes)
         resources = actor_resources(config, images, scene_items=len(read_items))
         config = with_batch_size(config, resources["num_gpus"])
-        tiles = sum(tile_count(info, config) for *_, info in scenes)
+        tiles = sum(tile_count(scene.info, config) for scene in scenes)
         shown = Progress(images, tiles) if progress else contextlib.nullcontext()
         with shown:
             segmented = segment_chain(

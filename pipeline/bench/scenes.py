@@ -149,6 +149,7 @@ def read_ratio(config, path: Path, actors: int) -> float:
     """
     from fsspec.implementations.local import LocalFileOpener
 
+    from ..grid import TileRow
     from ..scenes import read as scenes
 
     fetched, read = [], LocalFileOpener.read
@@ -161,11 +162,11 @@ def read_ratio(config, path: Path, actors: int) -> float:
     info = scenes.find_scenes([str(path)], [path.stat().st_size], "", config)[str(path)]
     LocalFileOpener.read = counted
     try:
-        for item in scenes.scene_items(str(path), "id", None, info, config, actors=actors):
+        for item in scenes.scene_items(scenes.Scene(str(path), "id", None, info), config, actors=actors):
             reader = scenes.WindowReader(config)
             (rows,) = scenes.tile_rows({k: np.array([v], dtype=object) for k, v in item.items()}, config, "")
             for source, tile in zip(rows["source"], rows["tile"], strict=True):
-                error = reader.read(source, tile)[2]
+                error = reader.read(source, TileRow.from_vector(tile))[2]
                 assert error is None, error
             reader.close()
     finally:

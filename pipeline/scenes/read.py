@@ -17,6 +17,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict
+from typing import NamedTuple
 
 import fsspec
 import numpy as np
@@ -25,7 +26,7 @@ import pyarrow.compute as pc
 
 from ..config import RunConfig
 from ..formats.windows import SceneInfo, open_scene, read_rgb, scene_info, scene_range
-from ..grid import axis_windows
+from ..grid import TileRow, axis_windows
 from ..io.sources import Listing
 from ..io.storage import fsspec_fs, is_s3
 from ..rows import ALL_VALID, DECODED_COLUMNS
@@ -46,6 +47,24 @@ NO_PIXELS = np.zeros((1, 1, 3), np.uint8)  # the image of a tile row until the a
 # read used (64 KiB: 1.43x the file in tests/io/test_scene_tiles.py; none: 1.0005x, 154 requests)
 READ_CACHE_TYPE = "none"
 log = logging.getLogger(__name__)
+
+
+class Scene(NamedTuple):
+    """A listed, uncommitted scene (``listed_scenes``): what its read items are cut from (``scene_items``)."""
+
+    path: str  # inside the input's filesystem (no ``s3://``)
+    image_id: str
+    version: str | None
+    info: SceneInfo
+
+
+class OpenScene(NamedTuple):
+    """A scene a ``WindowReader`` keeps open between windows."""
+
+    stack: ExitStack  # closes the dataset and clears the cached ranges
+    src: object  # the rasterio dataset
+    options: object  # its raster options (``formats.windows.scene_range``)
+    cache: int  # GDAL's decoded block cache for it, bytes (``cache_bytes``)
 
 
 def opener(uri: str, config: RunConfig):
@@ -96,17 +115,21 @@ def find_scenes(paths: list[str], sizes: list[int], scheme: str, config: RunConf
     return scenes
 
 
-def scene_items(
-    path: str, image_id: str, version: str | None, info: SceneInfo, config: RunConfig, actors: int = 1
-) -> list[dict]:
+def scene_items(scene: Scene, config: RunConfig, actors: int = 1) -> list[dict]:
     """The read items of one scene: a few rows of tiles each, what one actor reads in order.
 
     An item is ``--scene-tile-rows`` rows of tiles at most, and fewer so that the pool gets at least
     ``ITEMS_PER_ACTOR`` items per actor, as many for each actor where the rows allow: one actor takes an
     item whole, so large items on a small scene would leave actors idle (3 items of 8 rows on 2 actors
     ran one actor alone for a third of a 20,000 px scene). The overlap between two items is read twice
-    when two actors take them.
+    when two actors take them. Items are dicts: Ray Data reads them with ``from_items``.
+
+    Args:
+        scene: the scene (``listed_scenes``).
+        config: the tile size, overlap and ``--scene-tile-rows``.
+        actors: the largest pool the run may get.
     """
+    info = scene.info
     rows = axis_windows(info.height, config.tile_size, config.tile_overlap)
     cols = len(axis_windows(info.width, config.tile_size, config.tile_overlap))
     # at least ITEMS_PER_ACTOR items per actor, and a multiple of the actors: 7 items of 8 rows on 2 actors
@@ -115,7 +138,7 @@ def scene_items(
     step = max(1, -(-len(rows) // (-(-count // actors) * actors)))
     header = json.dumps(asdict(info))
     return [
-        {"path": path, "image_id": image_id, "version": version, "first_row": first,
+        {"path": scene.path, "image_id": scene.image_id, "version": scene.version, "first_row": first,
          "rows": min(step, len(rows) - first), "tiles": min(step, len(rows) - first) * cols, "info": header}
         for first in range(0, len(rows), step)
     ]  # fmt: skip
@@ -147,14 +170,14 @@ def tile_rows(batch: dict, config: RunConfig, scheme: str):
         for r in range(first, first + count):
             y0, y1, oy0, oy1 = rows[r]
             for c, (x0, x1, ox0, ox1) in enumerate(cols):
-                tile = [info.height, info.width, y0, y1, x0, x1, oy0, oy1, ox0, ox1, r * len(cols) + c,
-                        len(rows) * len(cols)]  # fmt: skip
+                tile = TileRow(info.height, info.width, y0, y1, x0, x1, oy0, oy1, ox0, ox1,
+                               index=r * len(cols) + c, count=len(rows) * len(cols))  # fmt: skip
                 values = {
                     "image_id": batch["image_id"][k], "source": scheme + batch["path"][k],
                     "source_version": batch["version"][k], "frame": -1, "height": y1 - y0, "width": x1 - x0,
                     "image": NO_PIXELS, "valid": ALL_VALID, "crs": info.crs or "",  # never all None: rows.strings
                     "geotransform": np.asarray(info.geotransform or [np.nan] * 6, float), "error": None,
-                    "jpeg": b"", "tile": np.asarray(tile, np.int64),
+                    "jpeg": b"", "tile": tile.to_vector(),
                     "pixel_area": np.nan,  # a GeoTIFF's area comes from its CRS and transform (sink)
                 }  # fmt: skip
                 for key, value in values.items():
@@ -177,32 +200,38 @@ class WindowReader:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.scenes: OrderedDict[str, tuple] = OrderedDict()  # uri -> (ExitStack, dataset, options, cache)
+        self.scenes: OrderedDict[str, OpenScene] = OrderedDict()  # by URI
 
-    def read(self, uri: str, tile: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-        """``(rgb, valid or None, None)`` of one tile's window, or ``(None, None, reason)`` naming the tile."""
+    def read(self, uri: str, tile: TileRow) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+        """``(rgb, valid or None, None)`` of one tile's window, or ``(None, None, reason)`` naming the tile.
+
+        Args:
+            uri: the scene's file.
+            tile: where the tile lies (its row's ``tile`` vector: ``TileRow.from_vector``).
+        """
         import rasterio
 
-        _, _, y0, y1, x0, x1, *_, index, _ = (int(v) for v in tile)
+        y0, y1, x0, x1 = tile.y0, tile.y1, tile.x0, tile.x1
         try:
-            _, src, options, cache = self.scene(uri)
+            scene = self.scene(uri)
         except Exception as exc:  # the file cannot be opened any more: each of its tiles says so
             return None, None, f"cannot read {uri}: {type(exc).__name__}: {exc}"
         try:
-            with rasterio.Env(GDAL_CACHEMAX=cache):  # bytes in rasterio
-                image, valid = read_rgb(src, (y0, y1), (x0, x1), options)
+            with rasterio.Env(GDAL_CACHEMAX=scene.cache):  # bytes in rasterio
+                image, valid = read_rgb(scene.src, (y0, y1), (x0, x1), scene.options)
             return np.ascontiguousarray(image), valid, None
         except Exception as exc:
-            return None, None, f"tile {index} (rows {y0}-{y1}, columns {x0}-{x1}) of {uri}: {type(exc).__name__}: {exc}"
+            where = f"tile {tile.index} (rows {y0}-{y1}, columns {x0}-{x1}) of {uri}"
+            return None, None, f"{where}: {type(exc).__name__}: {exc}"
 
-    def scene(self, uri: str) -> tuple:
+    def scene(self, uri: str) -> OpenScene:
         if uri in self.scenes:
             self.scenes.move_to_end(uri)
             return self.scenes[uri]
         import rasterio
 
         while len(self.scenes) >= OPEN_SCENES:
-            self.scenes.popitem(last=False)[1][0].close()
+            self.scenes.popitem(last=False)[1].stack.close()
         stack = ExitStack()
         try:
             ranges = CachedRanges(opener(uri, self.config), READ_RANGES_BOUNDS[0])
@@ -216,12 +245,12 @@ class WindowReader:
         except BaseException:
             stack.close()
             raise
-        self.scenes[uri] = (stack, src, options, cache)
+        self.scenes[uri] = OpenScene(stack, src, options, cache)
         return self.scenes[uri]
 
     def close(self) -> None:
         while self.scenes:
-            self.scenes.popitem()[1][0].close()
+            self.scenes.popitem()[1].stack.close()
 
 
 def _window_span(info: SceneInfo, tile: int) -> tuple[int, int]:
@@ -274,8 +303,8 @@ def scene_stem(image_id: str) -> str:
     return os.path.basename(image_id)
 
 
-def listed_scenes(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[tuple]:
-    """The listed, uncommitted scenes (``find_scenes``) as ``(path, image id, version, SceneInfo)``."""
+def listed_scenes(config: RunConfig, listing: Listing | None, committed: pa.Array) -> list[Scene]:
+    """The listed, uncommitted scenes (``find_scenes``)."""
     if listing is None or not listing.sizes:
         return []
     scheme = "s3://" if is_s3(config.input) else ""
@@ -284,4 +313,4 @@ def listed_scenes(config: RunConfig, listing: Listing | None, committed: pa.Arra
     found = find_scenes([p for p, _ in picked], [s for _, s in picked], scheme, config)
     ids = dict(zip(listing.paths, listing.ids.to_pylist(), strict=True))
     versions = dict(zip(listing.paths, listing.versions.to_pylist(), strict=True))
-    return [(path, ids[path], versions[path], info) for path, info in found.items()]
+    return [Scene(path, ids[path], versions[path], info) for path, info in found.items()]

@@ -16,7 +16,7 @@ from PIL import Image
 from ..config import RunConfig
 from ..formats.jpeg import decode_jpegs, resize_on_device
 from ..formats.rasters import RasterOptions
-from ..grid import NO_TILE
+from ..grid import NO_TILE, TileRow, is_tile
 from ..probe import model_work, probe
 from ..rows import ALL_VALID, reasons
 from .decode import decode_frames, describe_decode_error, resize_shorter
@@ -123,11 +123,11 @@ class Segmenter(Replica):
 
         Returns whether any was read (its error row has no size). Without ``windows`` the rows carry pixels.
         """
-        index = [i for i in np.flatnonzero(tiles[:, 0] >= 0) if errors[i] is None]
+        index = [i for i in np.flatnonzero(is_tile(tiles)) if errors[i] is None]
         if self.windows is None or not index:
             return False
         for i in index:
-            image, valid, errors[i] = self.windows.read(sources[i], tiles[i])
+            image, valid, errors[i] = self.windows.read(sources[i], TileRow.from_vector(tiles[i]))
             if errors[i] is None:
                 images[i], nodata[i] = image, ALL_VALID if valid is None else valid
         return True
@@ -155,11 +155,12 @@ class Segmenter(Replica):
     def valid(valid: np.ndarray, tile: np.ndarray) -> np.ndarray | None:
         """The pixels to count: no-data left out (``valid``: a 1x1 True placeholder when every pixel is),
         and for a tile of a scene (``scenes/read``) only the region it owns, built from its ``tile`` row."""
-        if tile[0] < 0:
+        row = TileRow.from_vector(tile)
+        if not row.is_tile:
             return None if valid.all() else valid
-        _, _, y0, y1, x0, x1, oy0, oy1, ox0, ox1, *_ = (int(v) for v in tile)
-        owned = np.zeros((y1 - y0, x1 - x0), bool)
-        owned[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] = True
+        w = row.window
+        owned = np.zeros((w.y1 - w.y0, w.x1 - w.x0), bool)
+        owned[w.oy0 - w.y0 : w.oy1 - w.y0, w.ox0 - w.x0 : w.ox1 - w.x0] = True
         return owned if valid.size == 1 else owned & valid
 
     def segment_fitting(self, images: np.ndarray, index: list[int], height: int, width: int, valid: list):

@@ -16,6 +16,7 @@ from rasterio.transform import from_origin
 from runs import job
 
 from pipeline.config import RunConfig
+from pipeline.grid import TileRow
 from pipeline.loop.synthetic import make_scene
 from pipeline.scenes import read as scenes
 
@@ -134,14 +135,15 @@ def test_reading_a_scene_from_s3_fetches_about_its_size_once(s3_bucket, tmp_path
     path = f"{s3_bucket}/in/scene.tif"
     found = scenes.find_scenes([path], [size], "s3://", config)
     fetched.clear()  # the listing's header reads are the driver's, not the tasks'
-    items = scenes.scene_items(path, "id", None, found[path], config, actors=1)
+    items = scenes.scene_items(scenes.Scene(path, "id", None, found[path]), config, actors=1)
     reader, tiles = scenes.WindowReader(config), 0
     for item in items:
         batch = {key: np.array([v], dtype=object) for key, v in item.items()}
         (rows,) = scenes.tile_rows(batch, config, "s3://")
         for source, tile in zip(rows["source"], rows["tile"], strict=True):
-            image, _, error = reader.read(source, tile)
-            assert error is None and image.shape == (tile[3] - tile[2], tile[5] - tile[4], 3)
+            row = TileRow.from_vector(tile)
+            image, _, error = reader.read(source, row)
+            assert error is None and image.shape == (row.y1 - row.y0, row.x1 - row.x0, 3)
             tiles += 1
         reader.close()  # the block cache and open file gone: the next item starts cold
     assert tiles == sum(i["tiles"] for i in items) and len(items) > 1
