@@ -1,4 +1,5 @@
-"""A real Ray head in token mode refuses ``ray job submit`` without its token and runs the job with it.
+"""A real Ray head in token mode refuses ``ray job submit`` without its token and, with it, runs the
+segmentation job as deploy/README.md submits it (``--working-dir``, ``deploy/runtime_env.yaml``).
 
 The head is ``ray start --head --block`` in a process group of its own, with its own temp dir and ports
 (``chaos.local_cluster.LocalCluster``), so the test session's Ray cluster is not touched; it reads its token
@@ -20,11 +21,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from imagefiles import CLASSES, rgb, varied_checkpoint
+from outputs import check_contract, read_tables
+from PIL import Image
 
 from pipeline.testing.chaos.local_cluster import RAY, LocalCluster
 
-ENTRYPOINT = ["python", "-c", "print('ok')"]
+REPO = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ["python", "-c", "print('ok')"]  # what a refused client tries to run
 HEAD_TIMEOUT = 60.0
+JOB_TIMEOUT = 400.0
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -40,25 +46,31 @@ def head():
     (root / "home").mkdir()
     try:
         with LocalCluster(root) as cluster:
-            cluster.start_head(num_cpus=1, dashboard=True)
+            cluster.start_head(num_cpus=3, dashboard=True)  # the job's decode tasks and its actor
             yield cluster.dashboard, cluster.token, root / "home", cluster.nodes[0]
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def ray_job(address: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def ray_job(
+    address: str, env: dict[str, str], *args: str, timeout: float = HEAD_TIMEOUT
+) -> subprocess.CompletedProcess:
     """``ray job ARGS --address ADDRESS`` (default: submit the one-line job) under ``env``."""
     args = args or ("submit", "--address", address, "--", *ENTRYPOINT)
     if "--address" not in args:
         args = (*args, "--address", address)
-    return subprocess.run([RAY, "job", *args], env=env, capture_output=True, text=True, timeout=HEAD_TIMEOUT)
+    return subprocess.run([RAY, "job", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-def submit_when_ready(address: str, env: dict[str, str], proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    """Submit with the token; while the head's job agent is still starting, Ray answers 500: try again."""
+def submit_when_ready(
+    address: str, env: dict[str, str], proc: subprocess.Popen, job: list[str]
+) -> subprocess.CompletedProcess:
+    """Submit ``job`` with the token; while the head's job agent is still starting, Ray answers 500: try again."""
     deadline = time.monotonic() + HEAD_TIMEOUT
+    submit = ["submit", "--address", address, "--working-dir", str(REPO)]
+    submit += ["--runtime-env", str(REPO / "deploy" / "runtime_env.yaml"), "--", *job]
     while True:
-        done = ray_job(address, env)
+        done = ray_job(address, env, *submit, timeout=JOB_TIMEOUT)
         busy = "No available agent" in done.stderr + done.stdout or "Failed to connect" in done.stderr
         if done.returncode == 0 or not busy or time.monotonic() > deadline or proc.poll() is not None:
             return done
@@ -80,7 +92,7 @@ def wait_for_dashboard(address: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_token_head_refuses_a_submission_without_the_token_and_runs_it_with_the_token(head):
+def test_a_token_head_refuses_a_submission_without_the_token_and_runs_the_job_with_the_token(head, tmp_path):
     address, token, home, proc = head
     wait_for_dashboard(address, proc, token.with_name("head.log"))
 
@@ -95,10 +107,18 @@ def test_a_token_head_refuses_a_submission_without_the_token_and_runs_it_with_th
 
     # the token, from the same file the head reads
     with_token = clean_env(home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    accepted = submit_when_ready(address, with_token, proc)
-    assert accepted.returncode == 0, accepted.stdout[-2000:] + accepted.stderr[-2000:]
-    assert "ok" in accepted.stdout.splitlines()  # the job's own output, followed by `ray job submit`
+    (tmp_path / "in").mkdir()
+    for i in range(5):
+        Image.fromarray(rgb(40 + i % 3, 48, i)).save(tmp_path / "in" / f"{i:02d}.png")
+    job = ["python", "-m", "jobs.segment", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    job += ["--weights", varied_checkpoint(tmp_path / "w.pth"), "--classes", ",".join(CLASSES)]
+    accepted = submit_when_ready(address, with_token, proc, job)
+    assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
+    assert "5 images (5 ok, 0 errors" in accepted.stdout  # the job's own summary, then `ray job submit`'s
     assert "succeeded" in accepted.stdout + accepted.stderr
+    masks, stats = read_tables(str(tmp_path / "out"))
+    check_contract(masks, stats, CLASSES)
+    assert masks.num_rows == 5
 
     # the refused submissions left no job behind: the head knows exactly the one accepted
     listed = ray_job(address, with_token, "list")
