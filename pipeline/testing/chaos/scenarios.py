@@ -9,6 +9,7 @@ from .harness import job_command, run_job
 from .hostile import hostile_inputs
 from .inputs import make_images, sources
 from .kills import actor_killed, ctrl_c, driver_killed, nightly
+from .node_loss import worker_lost
 from .outcome import Outcome, begin
 from .races import racing_runs, replaced_files
 from .s3_faults import s3_transient
@@ -36,6 +37,7 @@ SCENARIOS = {
     "g": nightly,
     "h": racing_runs,
     "i": replaced_files,
+    "j": worker_lost,
 }
 
 
