@@ -13,21 +13,24 @@ from pipeline.config import ConfigError, Shared
 def model_parser(prog: str, description: str, model: type) -> argparse.ArgumentParser:
     """A parser with ``--config`` and one flag per field of ``model``: its own fields first, then ``Shared``'s.
 
+    A field's flag is its name with dashes; ``Field(json_schema_extra={"flags": ["--json"]})`` gives it
+    more names (a flag kept from before the field had its name).
+
     Args:
         prog: the program name in ``--help``.
         description: what the job does.
-        model: the config class (``RunConfig``, ``ExportConfig``).
+        model: the config class (``RunConfig``, ``ExportConfig``, ``EvalConfig``, ...).
     """
     parser = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", default=None, help="YAML file of options (same names as the flags); flags win")
     fields = sorted(model.model_fields.items(), key=lambda item: item[0] in Shared.model_fields)
     for name, field in fields:
-        flag = "--" + name.replace("_", "-")
+        flags = ["--" + name.replace("_", "-"), *(field.json_schema_extra or {}).get("flags", [])]
         if _base_type(field.annotation) is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
         else:
             default = "" if field.is_required() else f" (default: {field.default})"
-            parser.add_argument(flag, dest=name, metavar=name.upper(), help=f"{field.description}{default}")
+            parser.add_argument(*flags, dest=name, metavar=name.upper(), help=f"{field.description}{default}")
     return parser
 
 

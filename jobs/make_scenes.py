@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from pipeline.loop.synthetic import write_dataset
+from jobs.flags import model_parser, parse, refuse
+from pipeline.config import ConfigError, load_config
+from pipeline.loop.config import ScenesConfig
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Flags of the scene generator.
+def parse_args(argv: list[str] | None = None) -> ScenesConfig:
+    """Flags of the scene generator (``ScenesConfig``'s fields, and ``--config FILE.yaml``), as a ``ScenesConfig``.
 
     Args:
         argv: command line without the program name; ``None`` reads ``sys.argv``.
+
+    Raises:
+        ConfigError: a missing or bad option, one line per problem naming its flag.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.make_scenes",
-        description="Generate synthetic aerial scenes with ground-truth masks as PNG files and a Parquet dataset.",
-    )
-    parser.add_argument("--output", required=True, help="local folder to write images/, masks/, parquet/ into")
-    parser.add_argument("--count", type=int, default=200, help="number of scenes (default: 200)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed; same seed, same scenes (default: 0)")
-    parser.add_argument("--min-size", type=int, default=160, help="smallest scene height or width (default: 160)")
-    parser.add_argument("--max-size", type=int, default=320, help="largest scene height or width (default: 320)")
-    parser.add_argument("--crs", default=None, help="write the images as GeoTIFFs in this CRS, e.g. EPSG:32633")
-    return parser.parse_args(argv)
+    description = "Generate synthetic aerial scenes with ground-truth masks as PNG files and a Parquet dataset."
+    overrides, config_file = parse(model_parser("python -m jobs.make_scenes", description, ScenesConfig), argv)
+    return load_config(overrides, config_file, ScenesConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: command line without the program name; ``None`` reads ``sys.argv``.
     """
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ConfigError as exc:
+        return refuse(exc)
+    from pipeline.loop.synthetic import write_dataset
+
     verb = "already had" if Path(args.output, "_SUCCESS").exists() else "wrote"  # write_dataset is then a no-op
     try:
         sizes = (args.min_size, args.max_size)

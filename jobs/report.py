@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from pipeline.loop.report import write_report
+from jobs.flags import model_parser, parse, refuse
+from pipeline.config import ConfigError, S3Settings, load_config
+from pipeline.loop.config import ReportConfig
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Flags of the report job.
+def parse_args(argv: list[str] | None = None) -> ReportConfig:
+    """Flags of the report job (``ReportConfig``'s fields, and ``--config FILE.yaml``), as a ``ReportConfig``.
 
     Args:
         argv: command line without the program name; ``None`` reads ``sys.argv``.
+
+    Raises:
+        ConfigError: a missing or bad option, one line per problem naming its flag.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.report",
-        description="Write index.html, a contact sheet and a class distribution chart for a segmentation run.",
-    )
-    parser.add_argument("--masks", required=True, help="the run's output folder or S3 prefix (holding masks/)")
-    parser.add_argument("--out", default=None, help="folder for the report (default: MASKS/report)")
-    parser.add_argument("--images", type=int, default=24, help="most images on the contact sheet (default: 24)")
-    parser.add_argument("--columns", type=int, default=4, help="tiles per row of the contact sheet (default: 4)")
-    parser.add_argument(
-        "--images-root", default=None, help="folder to look for source images in first, by their trailing path parts"
-    )
-    args = parser.parse_args(argv)
-    if args.images < 0 or args.columns < 1:
-        parser.error("--images must be >= 0 and --columns >= 1")
-    return args
+    description = "Write index.html, a contact sheet and a class distribution chart for a segmentation run."
+    overrides, config_file = parse(model_parser("python -m jobs.report", description, ReportConfig), argv)
+    return load_config(overrides, config_file, ReportConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: command line without the program name; ``None`` reads ``sys.argv``.
     """
-    args = parse_args(argv)
+    try:
+        config = parse_args(argv)
+    except ConfigError as exc:
+        return refuse(exc)
+    from pipeline.loop.report import write_report  # matplotlib loads only once the arguments are good
+
+    storage = S3Settings(**{k: getattr(config, k) for k in S3Settings.model_fields})
     try:
         result = write_report(
-            args.masks, args.out, images=args.images, columns=args.columns, images_root=args.images_root
-        )
+            config.masks, config.out, images=config.images, columns=config.columns, images_root=config.images_root,
+            storage=storage,
+        )  # fmt: skip
     except (ValueError, OSError) as exc:  # ReportError, a bad URI, an unreadable or corrupt Parquet file
         print(f"error: {exc}", file=sys.stderr)
         return 2

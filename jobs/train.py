@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from models.weights import WeightsError
-from pipeline.loop.train import fit
-from pipeline.loop.train_config import TrainConfig, TrainError
+from jobs.flags import model_parser, parse, refuse
+from pipeline.config import ConfigError, load_config
+from pipeline.loop.train_config import TrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """Flags of the training job, as a ``TrainConfig``.
+    """Flags of the training job (``TrainConfig``'s fields, and ``--config FILE.yaml``), as a ``TrainConfig``.
 
     Args:
         argv: command line without the program name; ``None`` reads ``sys.argv``.
+
+    Raises:
+        ConfigError: a missing or bad option, one line per problem naming its flag.
     """
-    defaults = TrainConfig(data="", output="")
-    parser = argparse.ArgumentParser(
-        prog="python -m jobs.train",
-        description="Train an FCN on a Parquet dataset of image and mask PNGs with Ray Train; reruns resume.",
-    )
-    parser.add_argument("--data", required=True, help="Parquet dataset with image, mask and split columns")
-    parser.add_argument("--output", required=True, help="folder or s3:// prefix for checkpoints and model.pth")
-    parser.add_argument("--model", default=defaults.model, help=f"architecture (default: {defaults.model})")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"most epochs (default: {defaults.epochs})")
-    parser.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help=f"crops per step (default: {defaults.batch_size})"
-    )
-    parser.add_argument(
-        "--lr", type=float, default=defaults.lr, help=f"peak AdamW learning rate (default: {defaults.lr})"
-    )
-    parser.add_argument(
-        "--crop", type=int, default=defaults.crop, help=f"training crop side (default: {defaults.crop})"
-    )
-    parser.add_argument("--init-from", default=None, help="trained net whose same-named layers initialise this one")
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="Ray Train workers (default: 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores/workers)")
-    parser.add_argument("--num-cpus", type=int, default=None, help="logical CPUs of a local Ray (default: cores + 1)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="fit the schedule into this training time")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed (default: {defaults.seed})")
-    parser.add_argument("--ray-address", default=None, help="Ray cluster to join; default $RAY_ADDRESS, else local")
-    return TrainConfig(**vars(parser.parse_args(argv)))
+    description = "Train an FCN on a Parquet dataset of image and mask PNGs with Ray Train; reruns resume."
+    overrides, config_file = parse(model_parser("python -m jobs.train", description, TrainConfig), argv)
+    return load_config(overrides, config_file, TrainConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: command line without the program name; ``None`` reads ``sys.argv``.
     """
-    config = parse_args(argv)
+    try:
+        config = parse_args(argv)
+    except ConfigError as exc:
+        return refuse(exc)
+    from models.weights import WeightsError  # torch and Ray load only once the arguments are good
+    from pipeline.loop.train import fit
+    from pipeline.loop.train_config import TrainError
+
     try:
         summary = fit(config)
     except (TrainError, WeightsError) as exc:

@@ -70,27 +70,40 @@ def unknown_weights_name(weights: str) -> str | None:
     return f"weights: {weights!r} is no registered name; {hint}registered: {', '.join(names)} (or a checkpoint path)"
 
 
-class Shared(BaseModel):
-    """Options every job that runs on Ray and writes an output has: the cluster, the lease, S3, logging."""
+class S3Settings(BaseModel):
+    """How a job reaches S3 (``io.storage`` builds its clients from these): every job that reads or writes
+    ``s3://`` has them, as flags and in its YAML."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lease_seconds: float = Field(
-        120,
-        ge=10,
-        description="a run's lease on --output lives this long unless renewed (a killed run's, then taken over)",
-    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
+    s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
+    s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")
+    s3_profile: str | None = Field(None, description="AWS profile name for S3 credentials")
+
+
+class RaySettings(BaseModel):
+    """Which Ray cluster a job joins, or how large a local one it starts (``cluster.init_ray``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     ray_address: str | None = Field(
         None, description="Ray cluster to join; default $RAY_ADDRESS, else start a local one"
     )
     num_cpus: int | None = Field(
         None, gt=0, description="logical CPUs of a local Ray cluster; default this machine's cores + 1 (for I/O tasks)"
     )
+
+
+class Shared(RaySettings, S3Settings):
+    """Options every job that runs on Ray and writes an output has: the cluster, the lease, S3, logging."""
+
+    lease_seconds: float = Field(
+        120,
+        ge=10,
+        description="a run's lease on --output lives this long unless renewed (a killed run's, then taken over)",
+    )
     verbose: bool = Field(False, description="show Ray's own log lines, warnings and per-stage progress here")
-    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; default $AWS_ENDPOINT_URL")
-    s3_region: str | None = Field(None, description="S3 region; default $AWS_REGION / $AWS_DEFAULT_REGION")
-    s3_anonymous: bool = Field(False, description="read S3 without credentials (public buckets)")
-    s3_profile: str | None = Field(None, description="AWS profile name for S3 credentials")
 
 
 class RunConfig(Shared):

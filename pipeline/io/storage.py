@@ -7,7 +7,7 @@ import os
 import fsspec
 import pyarrow.fs as pafs
 
-from ..config import RunConfig
+from ..config import S3Settings
 
 
 def is_s3(uri: str) -> bool:
@@ -18,14 +18,14 @@ def local_path(uri: str) -> str:
     return os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
 
 
-def with_s3_defaults(config: RunConfig) -> RunConfig:
+def with_s3_defaults(config: S3Settings) -> S3Settings:
     """Resolve S3 endpoint and region from the driver's environment, so every worker uses the same."""
     endpoint = config.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     region = config.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return config.model_copy(update={"s3_endpoint_url": endpoint, "s3_region": region})
 
 
-def s3_options(config: RunConfig, *, quick: bool = False) -> dict:
+def s3_options(config: S3Settings, *, quick: bool = False) -> dict:
     """fsspec/s3fs options: endpoint, region, profile, anonymous access, and retries with backoff.
 
     Args:
@@ -47,19 +47,26 @@ def s3_options(config: RunConfig, *, quick: bool = False) -> dict:
     return options
 
 
-def storage_options(uri: str, config: RunConfig) -> dict:
+def storage_options(uri: str, config: S3Settings) -> dict:
     """fsspec options for ``uri``: S3 settings for ``s3://``, nothing for local files."""
     return s3_options(config) if is_s3(uri) else {}
 
 
-def fsspec_fs(uri: str, config: RunConfig, *, quick: bool = False) -> fsspec.AbstractFileSystem:
+def fsspec_fs(uri: str, config: S3Settings, *, quick: bool = False) -> fsspec.AbstractFileSystem:
     if is_s3(uri):
         # a quick client skips fsspec's instance cache so its short timeouts never reach the run's clients
         return fsspec.filesystem("s3", skip_instance_cache=quick, **s3_options(config, quick=quick))
     return fsspec.filesystem("file")
 
 
-def arrow_fs(uri: str, config: RunConfig) -> tuple[pafs.FileSystem, str]:
+def url_fs(uri: str, config: S3Settings) -> tuple[fsspec.AbstractFileSystem, str]:
+    """An fsspec filesystem and the path inside it: S3 with ``config``'s settings, any other URI fsspec's way."""
+    if is_s3(uri):
+        return fsspec_fs(uri, config), uri.removeprefix("s3://")
+    return fsspec.core.url_to_fs(uri)
+
+
+def arrow_fs(uri: str, config: S3Settings) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it, for Ray's readers and our writers."""
     if is_s3(uri):
         handler = pafs.FSSpecHandler(fsspec_fs(uri, config))

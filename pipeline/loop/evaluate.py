@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-from dataclasses import dataclass
 
 import fsspec
 import numpy as np
@@ -22,11 +21,14 @@ import ray
 from PIL import Image
 
 from ..cluster import init_ray
-from ..config import RunConfig
+from ..config import S3Settings
 from ..io import schema
 from ..io.output import list_parquet
 from ..io.storage import arrow_fs, is_s3, local_path, storage_options
+from .config import EvalConfig
 from .metrics import confusion_vector, scores
+
+__all__ = ["EvalConfig", "EvaluationError", "evaluate"]  # EvalConfig lives in loop.config, with the jobs' others
 
 COUNTS = ("scored", "errors", "missing_truth", "size_mismatch", "unreadable", "scenes")
 BATCH = 16  # masks per confusion vector: a batch's pixels are held twice as int64 for the one bincount
@@ -34,41 +36,6 @@ BATCH = 16  # masks per confusion vector: a batch's pixels are held twice as int
 
 class EvaluationError(ValueError):
     """Inputs that cannot be scored; the message names the thing and what to do."""
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """What to score against what.
-
-    Args:
-        masks: output folder of a segmentation run (or its ``masks/`` folder), local or ``s3://``.
-        truth: Parquet dataset of truth masks, or a folder of truth PNG files, local or ``s3://``.
-        truth_column: Parquet column with the truth PNG (binary, or a ``{bytes, path}`` struct).
-        id_column: Parquet column matched against the masks table's ``image_id``.
-        truth_format: ``auto`` (Parquet files found under ``truth``, else PNG files), ``parquet`` or ``png``.
-        json_path: where to write the metrics as JSON, or ``None``.
-        ray_address: cluster to join; default ``$RAY_ADDRESS``, else a new local one.
-        num_cpus: logical CPUs of a local Ray cluster; default the cores plus one (``pipeline.cluster``).
-    """
-
-    masks: str
-    truth: str
-    truth_column: str = "mask"
-    id_column: str = "image_id"
-    truth_format: str = "auto"
-    json_path: str | None = None
-    ray_address: str | None = None
-    num_cpus: int | None = None
-
-
-def storage_config(first: str, second: str) -> RunConfig:
-    """Only the S3 settings of a run config (endpoint and region come from the environment) for two URIs.
-
-    Args:
-        first: one URI the job reads or writes.
-        second: the other.
-    """
-    return RunConfig.model_construct(input=first, output=second, weights="random")
 
 
 def decode_mask(data: bytes) -> np.ndarray:
@@ -161,7 +128,7 @@ def truth_from_folder(batch: pa.Table, root: str, options: dict) -> pa.Table:
     return batch.append_column("truth_png", pa.array(blobs, pa.binary()))
 
 
-def _masks_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
+def _masks_files(uri: str, config: S3Settings) -> tuple[list[str], object]:
     """The masks table's committed files: ``uri/masks/*.parquet``, or Parquet files right in ``uri``."""
     fs, path = arrow_fs(uri, config)
     for folder in (f"{path}/masks", path):
@@ -171,7 +138,7 @@ def _masks_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
     raise EvaluationError(f"--masks {uri}: no Parquet files there; pass a segmentation run's output folder")
 
 
-def _truth_files(uri: str, config: RunConfig) -> tuple[list[str], object]:
+def _truth_files(uri: str, config: S3Settings) -> tuple[list[str], object]:
     fs, path = arrow_fs(uri, config)
     return ([path] if path.endswith(".parquet") else list_parquet(fs, path)), fs
 
@@ -197,13 +164,12 @@ def evaluate(config: EvalConfig) -> dict:
     Args:
         config: what to score against what (see ``EvalConfig``).
     """
-    storage = storage_config(config.truth, config.masks)
-    masks_files, masks_fs = _masks_files(config.masks.rstrip("/"), storage)
+    masks_files, masks_fs = _masks_files(config.masks.rstrip("/"), config)
     names = class_names(masks_files, masks_fs, config.masks)
     init_ray(config.ray_address, config.num_cpus)
     columns = ["image_id", "source", "status", "mask_png"]
     rows = ray.data.read_parquet(masks_files, filesystem=masks_fs, columns=columns)
-    truth_files, truth_fs = _truth_files(config.truth, storage)
+    truth_files, truth_fs = _truth_files(config.truth, config)
     layout = config.truth_format if config.truth_format != "auto" else "parquet" if truth_files else "png"
     if layout == "parquet":
         if not truth_files:
@@ -218,7 +184,7 @@ def evaluate(config: EvalConfig) -> dict:
         rows = rows.join(truth, "left_outer", partitions, on=("image_id",))
     else:
         uri = config.truth if is_s3(config.truth) else local_path(config.truth)
-        kwargs = {"root": uri, "options": storage_options(config.truth, storage)}
+        kwargs = {"root": uri, "options": storage_options(config.truth, config)}
         rows = rows.map_batches(truth_from_folder, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=BATCH)
     kwargs = {"n": len(names)}
     partial = rows.map_batches(confusion_batch, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=BATCH)

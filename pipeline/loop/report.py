@@ -11,13 +11,13 @@ import json
 import math
 import re
 
-import fsspec
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..config import RANDOM_WEIGHTS
+from ..config import RANDOM_WEIGHTS, S3Settings
 from ..io.output import MANIFEST
 from ..io.schema import MODEL_KEY, RUN_ID_KEY, class_names
+from ..io.storage import url_fs
 from ..stages.decode import pil_to_rgb
 from ..stages.postprocess import decode_png
 from .scan import Summary, parquet_images, read_image, sample_rows, scan
@@ -207,7 +207,7 @@ body {{font-family: sans-serif; margin: 2em;}} td, th {{padding: 2px 10px; text-
 """
 
 
-def write_report(masks: str, out: str | None = None, *, images=24, columns=4, images_root=None) -> dict:
+def write_report(masks: str, out: str | None = None, *, images=24, columns=4, images_root=None, storage=None) -> dict:
     """Write ``index.html``, ``contact_sheet.png`` and ``class_distribution.png`` for a run's output.
 
     Args:
@@ -216,8 +216,10 @@ def write_report(masks: str, out: str | None = None, *, images=24, columns=4, im
         images: most ok images on the contact sheet (the first by image_id).
         columns: tiles per row of the contact sheet.
         images_root: folder to look for source images in first (by their trailing path parts).
+        storage: S3 settings for ``masks`` and ``out`` (``jobs.report``'s ``--s3-*``); default the environment's.
     """
-    fs, root = fsspec.core.url_to_fs(masks)
+    storage = storage or S3Settings()
+    fs, root = url_fs(masks, storage)
     root = root.rstrip("/")
     manifest = json.loads(fs.cat_file(f"{root}/{MANIFEST}")) if fs.isfile(f"{root}/{MANIFEST}") else {}
     summary = scan(fs, root, images)
@@ -240,7 +242,7 @@ def write_report(masks: str, out: str | None = None, *, images=24, columns=4, im
         "note": f"The folder holds rows from {runs} runs; the latest is named above." if runs > 1 else "",
         "banner": RANDOM_WEIGHTS if any(r.get("random_weights") for r in manifest.get("runs", [])) else "",
     }
-    out_fs, out_path = fsspec.core.url_to_fs(out or f"{masks.rstrip('/')}/report")
+    out_fs, out_path = url_fs(out or f"{masks.rstrip('/')}/report", storage)
     out_fs.makedirs(out_path, exist_ok=True)
     out_fs.pipe_file(f"{out_path}/contact_sheet.png", contact_sheet(tiles, legend, columns))
     out_fs.pipe_file(f"{out_path}/class_distribution.png", distribution_chart(ids, labels, pixels, colours, summary.ok))

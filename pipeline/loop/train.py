@@ -25,8 +25,7 @@ import models
 from models.weights import Weights
 
 from ..cluster import init_ray
-from ..io.storage import arrow_fs
-from .evaluate import storage_config
+from ..io.storage import arrow_fs, storage_options
 from .metrics import IGNORE, confusion_vector, scores
 from .train_config import TrainConfig
 from .train_data import decode, random_crop, read_splits, split_datasets, to_input
@@ -86,7 +85,10 @@ def restore(model: torch.nn.Module) -> dict:
 def build(config: TrainConfig) -> tuple[torch.nn.Module, Weights]:
     """The net (the same initial weights on every worker) and the record its checkpoints carry."""
     torch.manual_seed(config.seed)
-    model = models.get_model(config.model, num_classes=len(config.classes), init_from=config.init_from)
+    options = storage_options(config.init_from or "", config) or None  # --s3-* flags reach an s3:// --init-from
+    model = models.get_model(
+        config.model, num_classes=len(config.classes), init_from=config.init_from, storage_options=options
+    )
     for layer in model.modules():
         if isinstance(layer, torch.nn.BatchNorm2d):  # MobileNetV3's 0.01 lags far behind a short run
             layer.momentum = 0.1
@@ -169,9 +171,8 @@ def fit(config: TrainConfig) -> dict:
         config: the run (see ``TrainConfig``).
     """
     started = time.monotonic()
-    storage = storage_config(config.data, config.output)
-    files, fs, counts = read_splits(config, storage)
-    out_fs, out_path = arrow_fs(config.output, storage)
+    files, fs, counts = read_splits(config)
+    out_fs, out_path = arrow_fs(config.output, config)
     out_fs.create_dir(out_path, recursive=True)
     resumed = resumed_epoch(config, out_fs, out_path)
     init_ray(config.ray_address, config.num_cpus)

@@ -6,8 +6,9 @@ Its own module so that the loop (``pipeline.loop.train``) and the data it reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import Field, field_validator
 
+from ..config import RaySettings, S3Settings
 from .synthetic import CLASSES
 
 
@@ -15,48 +16,40 @@ class TrainError(ValueError):
     """A training run that cannot start; the message names the thing and what to do."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run.
+class TrainConfig(RaySettings, S3Settings):
+    """One training run; each field is also a ``--flag`` of ``jobs.train`` and a key of its ``--config`` YAML.
 
-    Args:
-        data: Parquet dataset (file, folder or ``s3://`` prefix) with image and mask PNGs and a split column.
-        output: folder or ``s3://`` prefix for Ray Train's checkpoints and the best ``model.pth``.
-        model: registered architecture.
-        epochs: most epochs; fewer when ``max_minutes`` runs out first.
-        batch_size: crops per step and worker.
-        lr: peak AdamW learning rate (linear warm-up over the first epoch, then cosine to zero).
-        weight_decay: AdamW weight decay.
-        crop: side of the square training crops; smaller images are padded with ignored pixels.
-        init_from: checkpoint whose same-named layers initialise the net (FCN-16s -> FCN-8s).
-        workers: Ray Train workers (data-parallel replicas).
-        threads: torch threads per worker; default this host's cores over its workers.
-        num_cpus: logical CPUs of a local Ray cluster; default the cores plus one (``pipeline.cluster``).
-        max_minutes: training-time budget; the cosine schedule is shortened to end within it.
-        classes: class names, index = class id in the masks.
-        image_column: column with the image PNG (binary, or a ``{bytes, path}`` struct).
-        mask_column: column with the mask PNG, the same way.
-        split_column: column naming each row's split, ``train`` or ``val``.
-        seed: seed of crops, flips and initialisation.
-        ray_address: cluster to join; default ``$RAY_ADDRESS``, else a new local one.
+    The S3 settings reach ``data``, ``output`` and ``init_from`` when they are ``s3://``; the Ray settings
+    say which cluster the workers run on.
     """
 
-    data: str
-    output: str
-    model: str = "fcn8s_mobilenet_v3"
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    crop: int = 192
-    init_from: str | None = None
-    workers: int = 1
-    threads: int | None = None
-    num_cpus: int | None = None
-    max_minutes: float | None = None
-    classes: tuple[str, ...] = CLASSES
-    image_column: str = "image"
-    mask_column: str = "mask"
-    split_column: str = "split"
-    seed: int = 0
-    ray_address: str | None = None
+    data: str = Field(description="Parquet dataset (file, folder or s3:// prefix) with image, mask and split columns")
+    output: str = Field(description="folder or s3:// prefix for Ray Train's checkpoints and the best model.pth")
+    model: str = Field("fcn8s_mobilenet_v3", description="registered architecture")
+    epochs: int = Field(40, gt=0, description="most epochs; fewer when --max-minutes runs out first")
+    batch_size: int = Field(16, gt=0, description="crops per step and worker")
+    lr: float = Field(
+        2e-3, gt=0, description="peak AdamW learning rate (linear warm-up over the first epoch, then cosine to zero)"
+    )
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    crop: int = Field(192, gt=0, description="side of the square training crops; smaller images are padded")
+    init_from: str | None = Field(
+        None, description="trained net whose same-named layers initialise this one (FCN-16s -> FCN-8s)"
+    )
+    workers: int = Field(1, gt=0, description="Ray Train workers (data-parallel replicas)")
+    threads: int | None = Field(None, gt=0, description="torch threads per worker; default the cores over the workers")
+    max_minutes: float | None = Field(
+        None, gt=0, description="training-time budget; the cosine schedule is shortened to end within it"
+    )
+    classes: tuple[str, ...] = Field(CLASSES, description="class names, comma-separated; index = class id in the masks")
+    image_column: str = Field("image", description="column with the image PNG (binary, or a {bytes, path} struct)")
+    mask_column: str = Field("mask", description="column with the mask PNG, the same way")
+    split_column: str = Field("split", description="column naming each row's split, train or val")
+    seed: int = Field(0, description="seed of crops, flips and initialisation")
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value):
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value

@@ -16,7 +16,6 @@ from PIL import Image
 
 from models.weights import Weights
 
-from ..config import RunConfig
 from ..io.output import list_parquet
 from ..io.storage import arrow_fs
 from .evaluate import decode_mask
@@ -26,14 +25,13 @@ from .train_config import TrainConfig, TrainError
 SPLITS = ("train", "val")
 
 
-def read_splits(config: TrainConfig, storage: RunConfig) -> tuple[list[str], object, dict[str, int]]:
+def read_splits(config: TrainConfig) -> tuple[list[str], object, dict[str, int]]:
     """The dataset's Parquet files, their filesystem and the rows of each split; checks there are some.
 
     Args:
-        config: the run, for ``data`` and ``split_column``.
-        storage: S3 settings for ``data``.
+        config: the run, for ``data``, ``split_column`` and the S3 settings.
     """
-    fs, path = arrow_fs(config.data, storage)
+    fs, path = arrow_fs(config.data, config)
     files = [path] if path.endswith(".parquet") else list_parquet(fs, path)
     if not files:
         raise TrainError(f"--data {config.data}: no Parquet files there")
