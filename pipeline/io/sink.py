@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
+from ..grid import TileRow, is_tile
 from ..probe import probe
 from ..rows import reasons, strings
 from .areas import pixel_areas
@@ -109,7 +110,7 @@ class MaskTableSink(Datasink[dict]):
 
         Tile rows of scenes (``tile`` set) go to ``_tiles/`` instead, to be stitched (``scenes/stitch``).
         """
-        if "tile" in batch and (tiles := batch["tile"][:, 0] >= 0).any():
+        if "tile" in batch and (tiles := is_tile(batch["tile"])).any():
             pieces = commit_tiles(self.fs, self.root, self.run.run_id, {k: v[tiles] for k, v in batch.items()})
             batch = {k: v[~tiles] for k, v in batch.items()}
             if not len(batch["image_id"]):
@@ -194,7 +195,7 @@ def commit_tiles(fs: pafs.FileSystem, root: str, run_id: str, batch: dict[str, n
     )
     for scene in np.unique(batch["image_id"].astype(str)):
         part = table.filter(pc.equal(table["image_id"], scene))
-        index = sorted(t[10] for t in part["tile"].to_pylist())
+        index = sorted(TileRow.from_vector(t).index for t in part["tile"].to_pylist())
         digest = hashlib.sha256(",".join(map(str, index)).encode()).hexdigest()[:16]
         staged = f"{root}/_staging/{run_id}/tiles-{scene}-{digest}.parquet"
         fs.create_dir(f"{root}/_staging/{run_id}", recursive=True)

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
+from ..grid import TileRow, tile_column
 from ..io.output import list_parquet
 from ..io.schema import RunInfo
 from ..io.sink import MaskTableSink
@@ -67,11 +68,12 @@ def stitch_scene(fs: pafs.FileSystem, root: str, output_uri: str, scene: str, ru
     small = pa.concat_tables([pq.read_table(p, columns=SMALL, filesystem=fs) for p in pieces])
     first = small.slice(0, 1).to_pylist()[0]
     tiles = np.asarray(small["tile"].to_pylist(), np.int64)
-    height, width, count = (int(v) for v in tiles[0, [0, 1, 11]])
+    head = TileRow.from_vector(tiles[0])
+    height, width, count = head.scene_height, head.scene_width, head.count
     row = {"image_id": scene, "source": first["source"], "source_version": first["source_version"],
            "crs": first["crs"], "geotransform": first["geotransform"], "height": height, "width": width}  # fmt: skip
     failed = [e for e in small["error"].to_pylist() if e]
-    missing = count - len(np.unique(tiles[:, 10]))
+    missing = count - len(np.unique(tile_column(tiles, "index")))
     pixels = np.asarray(small["class_pixels"].to_pylist(), np.int64).sum(axis=0)
     sums = np.asarray(small["confidence_sum"].to_pylist(), np.float64).sum(axis=0)
     sink = MaskTableSink(fs, root, run, 1)
@@ -119,9 +121,11 @@ def _write_raster(fs: pafs.FileSystem, pieces: list[str], row: dict, scratch: st
                 parquet = pq.ParquetFile(fs.open_input_file(path))
                 for batch in parquet.iter_batches(batch_size=8, columns=["tile", "mask_png"]):
                     for tile, png in zip(batch["tile"].to_pylist(), batch["mask_png"].to_pylist(), strict=True):
-                        _, _, y0, _, x0, _, oy0, oy1, ox0, ox1, *_ = tile
-                        mask = np.asarray(Image.open(io.BytesIO(png)))[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0]
-                        dst.write(mask.astype(dtype), 1, window=Window(ox0, oy0, ox1 - ox0, oy1 - oy0))
+                        t = TileRow.from_vector(tile)
+                        own = np.asarray(Image.open(io.BytesIO(png)))[
+                            t.oy0 - t.y0 : t.oy1 - t.y0, t.ox0 - t.x0 : t.ox1 - t.x0
+                        ]
+                        dst.write(own.astype(dtype), 1, window=Window(t.ox0, t.oy0, t.ox1 - t.ox0, t.oy1 - t.oy0))
         gdal_copy(plain, cog, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=512, OVERVIEW_RESAMPLING="NEAREST",
                   BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")  # fmt: skip
     return cog
