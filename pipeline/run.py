@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import secrets
 import time
 from collections import Counter
@@ -30,7 +31,15 @@ from .io.sources import Listing, list_inputs, read_inputs
 from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
 from .progress import Progress
-from .scenes.read import WindowReader, listed_scenes, scene_items, tile_count, tile_rows
+from .scenes.read import (
+    HEADER_BITS_PER_PIXEL,
+    SUFFIXES,
+    WindowReader,
+    listed_scenes,
+    scene_items,
+    tile_count,
+    tile_rows,
+)
 from .scenes.stitch import stitch_scenes
 from .stages.decode import decode_batch
 from .stages.postprocess import finish_batch
@@ -131,7 +140,7 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
     write_manifest(out_fs, root, {**run_record(config, plan, started, committed, [], None), "complete": False})
     results, segmented = [], None
     todo = None if listing is None else pc.sum(pc.invert(pc.is_in(listing.ids, value_set=committed))).as_py() or 0
-    scenes = listed_scenes(config, listing, committed) if todo else []
+    scenes = listed_scenes(config, scene_candidates(config, listing), committed) if todo else []
     if scenes:
         log.info("%d scenes read by window as tile rows", len(scenes))
     if todo is None or todo > 0:
@@ -181,6 +190,20 @@ def resume_set(
         redo = pc.or_(redo, changed)
     retried = take_back(out_fs, root, run_id, rows["image_id"].filter(redo).combine_chunks())
     return rows["image_id"].filter(pc.invert(redo)).combine_chunks(), retried
+
+
+def scene_candidates(config: RunConfig, listing: Listing | None) -> Listing | None:
+    """The listed files that may be scenes (``scenes.read.find_scenes``'s own test of name and size),
+    picked by Arrow kernels so that only those become Python objects."""
+    if listing is None or not (config.scene_pixels or config.level):
+        return None
+    paths = listing.table["path"]
+    pattern = "(" + "|".join(re.escape(s) for s in SUFFIXES) + ")$"
+    picked = pc.match_substring_regex(paths, pattern, ignore_case=True)
+    if not config.level:
+        large = pc.greater_equal(pc.multiply(listing.table["size"], 8), config.scene_pixels * HEADER_BITS_PER_PIXEL)
+        picked = pc.and_(picked, large)
+    return listing.filter(picked)
 
 
 def segment_chain(

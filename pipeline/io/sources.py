@@ -16,10 +16,12 @@ import ray.data
 from ..config import ConfigError, RunConfig
 from .output import MANIFEST
 from .reading import fetch_uris, image_id, inputs_table, read_files, read_parquet_images
-from .storage import arrow_fs, fsspec_fs, is_s3, local_path
+from .storage import arrow_fs, forget_listings, fsspec_fs, is_s3, local_path
 
 IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "tif", "tiff", "svs", "btf", "bmp", "gif", "webp", "dcm", "dicom"]
 URI_LIST_SUFFIXES = (".txt", ".csv", ".lst")
+CHUNK = 65536  # listed files turned into Arrow arrays at a time
+LISTED = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64())])
 log = logging.getLogger(__name__)
 
 
@@ -41,16 +43,34 @@ def input_format(config: RunConfig) -> str:
 
 @dataclass(frozen=True)
 class Listing:
-    """The image files of a folder source, listed once on the driver: path, id and content version.
+    """The image files of a folder source, listed once on the driver, as one Arrow table.
 
-    The version (size and modification time) tells a file replaced at the same path from the one
-    whose row is committed, without reading it.
+    Columns ``path``, ``image_id``, ``version`` (size and modification time: tells a file replaced at the
+    same path from the one whose row is committed, without reading it) and ``size``, sorted by path.
+    No Python object per input is kept: about 150 bytes of Arrow buffers each.
     """
 
-    paths: list[str]
-    ids: pa.Array
-    versions: pa.Array
-    sizes: list[int] | None = None
+    table: pa.Table
+
+    @property
+    def ids(self) -> pa.Array:
+        return self.table["image_id"].combine_chunks()
+
+    @property
+    def versions(self) -> pa.Array:
+        return self.table["version"].combine_chunks()
+
+    @property
+    def paths(self) -> list[str]:
+        """As Python strings: for small listings only (``filter`` first)."""
+        return self.table["path"].to_pylist()
+
+    @property
+    def sizes(self) -> list[int]:
+        return self.table["size"].to_pylist()
+
+    def filter(self, mask: pa.Array) -> Listing:
+        return Listing(self.table.filter(mask))
 
 
 def list_inputs(config: RunConfig) -> Listing | None:
@@ -59,14 +79,25 @@ def list_inputs(config: RunConfig) -> Listing | None:
         return None
     fs, path = arrow_fs(config.input, config)
     scheme = "s3://" if is_s3(config.input) else ""
-    infos = list_images(fs, path, outputs=[arrow_fs(config.output, config)[1]])
-    if not infos:
+    files = list_images(fs, path, outputs=[arrow_fs(config.output, config)[1]])
+    if not files.num_rows:
         names = ", ".join(IMAGE_EXTENSIONS)
         raise ConfigError([f"--input {config.input}: no image files in it ({names}); check the path"])
-    paths = [i.path for i in infos]
-    versions = [f"size={i.size};mtime_ns={i.mtime_ns}" if i.mtime_ns is not None else f"size={i.size}" for i in infos]
-    ids = pa.array([image_id(scheme + p) for p in paths], pa.string())
-    return Listing(paths, ids, pa.array(versions, pa.string()), [i.size for i in infos])
+    size = pc.cast(files["size"], pa.string())
+    versions = pc.coalesce(
+        pc.binary_join_element_wise("size=", size, ";mtime_ns=", pc.cast(files["mtime_ns"], pa.string()), ""),
+        pc.binary_join_element_wise("size=", size, ""),
+    )
+    # the id is a hash of the URI, which Arrow has no kernel for: hashed a chunk at a time
+    paths = files["path"].combine_chunks()
+    ids = pa.chunked_array(
+        [
+            pa.array([image_id(scheme + p) for p in paths.slice(i, CHUNK).to_pylist()], pa.string())
+            for i in range(0, len(paths), CHUNK)
+        ],
+        pa.string(),
+    )
+    return Listing(pa.table({"path": paths, "image_id": ids, "version": versions, "size": files["size"]}))
 
 
 def read_inputs(
@@ -87,18 +118,19 @@ def read_inputs(
     scheme = "s3://" if is_s3(config.input) else ""
     if kind == "files":
         listing = listing or list_inputs(config)
-        todo = pc.invert(pc.is_in(listing.ids, value_set=skip))
-        items = pa.table({"path": listing.paths, "version": listing.versions}).filter(todo)
+        todo = pc.invert(pc.is_in(listing.table["image_id"], value_set=skip))
+        items = listing.table.select(["path", "version"]).filter(todo).combine_chunks()
         if not items.num_rows:
             return ray.data.from_arrow(inputs_table([], [], [], []))  # nothing new: an empty run
         # one block per decode batch rather than Ray's size estimate (which varies with the
         # cluster): each block reaches a single inference actor, so small blocks spread the work
-        blocks = max(1, -(-items.num_rows // config.decode_batch_size))
-        ds = ray.data.from_items(items.to_pylist(), override_num_blocks=blocks)
+        size = config.decode_batch_size
+        ds = ray.data.from_arrow([items.slice(i, size) for i in range(0, items.num_rows, size)])
         kwargs = {"config": config, "scheme": scheme}
         ds = ds.map_batches(read_files, fn_kwargs=kwargs, batch_format="pyarrow", **task_args)
     elif kind == "parquet":
-        files = [i.path for i in list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])]
+        listed = list_files(fs, path, ["parquet", "pq"], outputs=[arrow_fs(config.output, config)[1]])
+        files = listed["path"].to_pylist()  # one item per Parquet file, not per image
         if not files:
             raise ConfigError([f"--input {config.input}: no Parquet files in it; check the path"])
         kwargs = {"config": config, "scheme": scheme, "committed": skip}
@@ -111,7 +143,7 @@ def read_inputs(
     return ds.limit(config.limit) if config.limit else ds
 
 
-def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list[pafs.FileInfo]:
+def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> pa.Table:
     """Image files below ``path`` (recursive), hidden files and our own outputs left out (``list_files``).
 
     Listed here rather than by ``read_binary_files(file_extensions=...)``, which drops names
@@ -120,11 +152,14 @@ def list_images(fs: pafs.FileSystem, path: str, outputs: list[str] = ()) -> list
     return list_files(fs, path, IMAGE_EXTENSIONS, outputs)
 
 
-def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: list[str] = ()) -> list[pafs.FileInfo]:
-    """Files below ``path`` (recursive) with one of ``extensions``, hidden files left out.
+def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: list[str] = ()) -> pa.Table:
+    """Files below ``path`` (recursive) with one of ``extensions``, hidden files left out: a table of
+    ``path, size, mtime_ns`` sorted by path.
 
-    An output folder inside the input (``outputs``, or any folder holding a run's ``_manifest.json``,
-    with its ``report/`` and ``exports/``) is not input: it is left out and said so once.
+    Listed a folder at a time, top down, into Arrow arrays: the driver holds Python objects of one
+    folder's entries at a time, not of the whole tree. An output folder inside the input (``outputs``, or
+    any folder holding a run's ``_manifest.json``, with its ``report/`` and ``exports/``) is not input: it
+    is left out and said so once.
 
     Args:
         fs: filesystem of ``path``.
@@ -132,24 +167,59 @@ def list_files(fs: pafs.FileSystem, path: str, extensions: list[str], outputs: l
         extensions: file name extensions to take, without the dot, lower case.
         outputs: output folders (paths inside ``fs``) to leave out.
     """
+    files = _Files()
+    forget_listings(fs, path)  # s3fs answers a folder's listing from its cache: this run lists afresh
     if (single := fs.get_file_info(path)).is_file:
-        return [single]
-    suffixes = {f".{e}" for e in extensions}
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    roots = {*(o.rstrip("/") for o in outputs), *(i.path.rsplit("/", 1)[0] for i in infos if i.base_name == MANIFEST)}
-    found, skipped = [], Counter()
-    for info in infos:
-        wanted = info.is_file and os.path.splitext(info.base_name)[1].lower() in suffixes
-        if not wanted or info.base_name.startswith("."):
-            continue
-        root = next((r for r in roots if info.path.startswith(r + "/")), None)
+        files.add([single])
+        return files.table()
+    suffixes, roots = {f".{e}" for e in extensions}, {o.rstrip("/") for o in outputs}
+    pending, skipped = [(path.rstrip("/"), None)], Counter()
+    while pending:
+        folder, root = pending.pop()
+        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        if root is None and (folder in roots or any(i.base_name == MANIFEST and i.is_file for i in infos)):
+            root = folder
+        pending += [(i.path, root) for i in infos if i.type == pafs.FileType.Directory]
+        wanted = [
+            i for i in infos
+            if i.is_file and not i.base_name.startswith(".") and os.path.splitext(i.base_name)[1].lower() in suffixes
+        ]  # fmt: skip
         if root is None:
-            found.append(info)
-        else:
-            skipped[root] += 1
+            files.add(wanted)
+        elif wanted:
+            skipped[root] += len(wanted)
     for root, count in sorted(skipped.items()):
         log.warning("left out %d files under %s: it is an output folder of this job, not input", count, root)
-    return sorted(found, key=lambda i: i.path)
+    return files.table()
+
+
+class _Files:
+    """Listed files gathered into Arrow arrays a chunk at a time."""
+
+    def __init__(self) -> None:
+        self.chunks: list[pa.RecordBatch] = []
+        self.paths, self.sizes, self.mtimes = [], [], []
+
+    def add(self, infos: list[pafs.FileInfo]) -> None:
+        for info in infos:
+            self.paths.append(info.path)
+            self.sizes.append(info.size)
+            self.mtimes.append(info.mtime_ns)
+        if len(self.paths) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        arrays = [
+            pa.array(self.paths, pa.string()),
+            pa.array(self.sizes, pa.int64()),
+            pa.array(self.mtimes, pa.int64()),
+        ]
+        self.chunks.append(pa.RecordBatch.from_arrays(arrays, schema=LISTED))
+        self.paths, self.sizes, self.mtimes = [], [], []
+
+    def table(self) -> pa.Table:
+        self._flush()
+        return pa.Table.from_batches(self.chunks, LISTED).sort_by("path").combine_chunks()
 
 
 def read_uri_list(path: str, fs, config: RunConfig) -> ray.data.Dataset:

@@ -57,7 +57,7 @@ def test_a_file_removed_after_listing_is_an_error_row(tmp_path, ray_local, weigh
 
     def list_then_remove(fs, path, outputs=()):
         paths = listed(fs, path, outputs)
-        Path(paths[1].path).unlink()  # gone between the listing and the read
+        Path(paths["path"][1].as_py()).unlink()  # gone between the listing and the read
         return paths
 
     monkeypatch.setattr(sources, "list_images", list_then_remove)
