@@ -55,11 +55,20 @@ def head():
 def ray_job(
     address: str, env: dict[str, str], *args: str, timeout: float = HEAD_TIMEOUT
 ) -> subprocess.CompletedProcess:
-    """``ray job ARGS --address ADDRESS`` (default: submit the one-line job) under ``env``."""
+    """``ray job ARGS --address ADDRESS`` (default: submit the one-line job) under ``env``.
+
+    A dashboard that did not answer in time (``Failed to connect``: a loaded machine) is asked again,
+    for up to ``HEAD_TIMEOUT``; every other answer, a refusal included, is returned as it is.
+    """
     args = args or ("submit", "--address", address, "--", *ENTRYPOINT)
     if "--address" not in args:
         args = (*args, "--address", address)
-    return subprocess.run([RAY, "job", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    deadline = time.monotonic() + HEAD_TIMEOUT
+    while True:
+        done = subprocess.run([RAY, "job", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        if "Failed to connect to Ray at address" not in done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(1)
 
 
 def submit_when_ready(
@@ -71,7 +80,7 @@ def submit_when_ready(
     submit += ["--runtime-env", str(REPO / "deploy" / "runtime_env.yaml"), "--", *job]
     while True:
         done = ray_job(address, env, *submit, timeout=JOB_TIMEOUT)
-        busy = "No available agent" in done.stderr + done.stdout or "Failed to connect" in done.stderr
+        busy = "No available agent" in done.stderr + done.stdout
         if done.returncode == 0 or not busy or time.monotonic() > deadline or proc.poll() is not None:
             return done
         time.sleep(1)
