@@ -138,9 +138,10 @@ class RunConfig(Shared):
     )
     decode_batch_size: int = Field(16, gt=0, description="images per decode task batch")
     jpeg_decode: Literal["auto", "tasks", "actor"] = Field(
-        "auto",
-        description="where plain JPEGs are decoded: tasks (Pillow, CPU decode tasks), actor (the inference actor, "
-        "nvJPEG on its GPU); auto: actor when the pool has GPUs",
+        "tasks",
+        description="where plain JPEGs are decoded: tasks (Pillow, CPU decode tasks: torchvision's recipe, pixel "
+        "for pixel); actor (the inference actor, nvJPEG on its GPU and torch's resize: trades pixels, 99.70%% of "
+        "a photo's mask pixels equal; see BENCHMARKS.md); auto: the same as tasks (kept for configs that name it)",
     )
     actors_min: int | None = Field(
         None,

@@ -227,7 +227,7 @@ def segment_chain(
         tally: the progress line's ``Tally`` actor, or None.
     """
     resize = (config.resize if config.resize is not None else plan.weights.resize) or None
-    in_actor = config.jpeg_decode == "actor" or (config.jpeg_decode == "auto" and resources["num_gpus"] > 0)
+    in_actor = config.jpeg_decode == "actor"  # opt-in: torch's resize is not Pillow's (masks differ)
     decode_args = {"resize": resize, "max_pixels": config.max_pixels, "options": config.raster_options()}
     decode_args["jpeg_in_actor_below"] = config.tile_size if in_actor else None
     decode_args["reduced_jpeg"] = config.jpeg_reduced_decode

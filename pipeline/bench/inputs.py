@@ -50,7 +50,7 @@ class BenchConfig:
     workdir: str
     device: str = "auto"
     precision: str = "auto"
-    jpeg_decode: str = "auto"
+    jpeg_decode: str = "tasks"
     num_gpus: float | None = None
     run_options: dict = field(default_factory=dict)
 
