@@ -59,6 +59,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         me, own = psutil.Process(), time.thread_time()
+        mine = own
         while not self._stop.is_set():
             self.driver = max(self.driver, me.memory_info().rss)
             total = 0
@@ -70,6 +71,8 @@ class PeakMemory:
                         if rss > self.peak_by_pid.get(proc.pid, 0):
                             self.peak_by_pid[proc.pid] = rss
                             self.title_at_peak[proc.pid] = " ".join(proc.cmdline()[:1])[:80]
+                    if proc.pid == me.pid:  # this thread's CPU read just before the process's that holds it
+                        mine = time.thread_time()
                     cpu = _cpu_seconds(proc) - self._base.get(proc.pid, 0.0)
                     # a process keeps its group: read its command line once, not every sample
                     known = self._last.get(proc.pid)
@@ -79,7 +82,7 @@ class PeakMemory:
             if self.pss:
                 self._sample_pss(me)
             # the sampling itself (this thread, nvidia-smi) is the benchmark's cost, not the run's
-            groups: dict = {"driver": -(time.thread_time() - own), "workers": 0.0, "ray": 0.0, "sampler": 0.0}
+            groups: dict = {"driver": -(mine - own), "workers": 0.0, "ray": 0.0, "sampler": 0.0}
             for pid, (group, cpu) in self._last.items():
                 groups[group] += cpu
                 if group == "workers":

@@ -31,7 +31,9 @@ def test_benchmark_reports_every_figure_and_the_plain_loop_matches_the_pipeline(
     feed = c["feed_ms_per_image"]  # every process's CPU, by stage, over the rows of the steady window
     assert {"read", "decode", "actor_call_outside_model", "encode", "write", "model", "feed"} <= set(feed)
     # 12 tiny images: one decode batch before the window opens, encoding in one bundle after it closes
-    assert all(feed[stage] >= 0 for stage in ("read", "decode", "encode", "write", "ray_processes", "driver"))
+    assert all(feed[stage] >= 0 for stage in ("read", "decode", "encode", "write"))
+    # process CPU sampled every few ms, differenced over the window: a sampling error of a fraction of a ms
+    assert all(feed[stage] > -0.5 for stage in ("ray_processes", "driver")), feed
     assert feed["model"] > 0 and feed["feed"] > 0
     assert c["actor_call_seconds"] > 0 and c["actor_task_seconds"] >= c["actor_call_seconds"]
     assert "MapBatches(Segmenter)" in c["stage_seconds"] and c["peak_workers_bytes"] > 0

@@ -73,7 +73,10 @@ def test_driver_stopped_mid_run_then_rerun(tmp_path, images, scenario):
     assert any(n.startswith("right after the signal DuckDB reads") for n in outcome.notes)
     stopped, rerun = outcome.runs  # the stopped run says it never completed; the rerun skips what it committed
     assert stopped["complete"] is False and rerun["complete"] is True
-    assert 0 < rerun["counts"]["already_committed"] < IMAGES
+    # a SIGKILLed driver's workers are fenced out by the lease at once, so the rerun has work left; a
+    # Ctrl-C'd driver shuts down and lets the write tasks in flight finish, which may be all of them
+    most = IMAGES - 1 if scenario is chaos.driver_killed else IMAGES
+    assert 0 < rerun["counts"]["already_committed"] <= most
     assert rerun["counts"]["rows"] == IMAGES - rerun["counts"]["already_committed"]
 
 
