@@ -23,12 +23,12 @@ import models
 from .cluster import init_ray
 from .config import RANDOM_WEIGHTS, ConfigError, RunConfig
 from .io import lease
-from .io.output import check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
+from .io.output import Output, check_compatible, check_mode, check_writable, prepare, table_totals, write_manifest
 from .io.resume import changed_ids, committed_rows, take_back
 from .io.schema import RunInfo
 from .io.sink import MaskTableSink
 from .io.sources import Listing, list_inputs, read_inputs
-from .io.storage import arrow_fs, fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
+from .io.storage import fsspec_fs, is_s3, local_path, storage_options, with_s3_defaults
 from .pool import actor_resources, with_batch_size
 from .progress import Progress
 from .scenes.read import (
@@ -62,6 +62,7 @@ class Plan:
     weights: models.Weights
     class_names: tuple[str, ...]
     run_id: str
+    output: Output
 
 
 def preflight(config: RunConfig) -> Plan:
@@ -83,18 +84,18 @@ def preflight(config: RunConfig) -> Plan:
         problems.append(problem)
     if not problems:  # the write check comes last: a refused run writes nothing
         try:
-            out_fs, root = arrow_fs(config.output, config)
-            check_mode(out_fs, root, config.mode)
-            check_compatible(out_fs, root, config.mode, RunInfo("", config.model, meta.sha256, names))
-            if held := lease.held_by_other(fsspec_fs(config.output, config), root, ""):
-                raise lease.LeaseHeld(lease.describe(root, held))
-            check_writable(out_fs, root)
+            output = Output.of(with_s3_defaults(config))
+            check_mode(output.fs, output.root, config.mode)
+            check_compatible(output.fs, output.root, config.mode, RunInfo("", config.model, meta.sha256, names))
+            if held := lease.held_by_other(output.lease_fs, output.root, ""):
+                raise lease.LeaseHeld(lease.describe(output.root, held))
+            check_writable(output.fs, output.root)
         except Exception as exc:
             problems.append(str(exc))
     if problems:
         raise ConfigError(problems)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-    return Plan(weights=meta, class_names=names, run_id=run_id)
+    return Plan(weights=meta, class_names=names, run_id=run_id, output=output)
 
 
 def _weights_options(config: RunConfig) -> dict:
@@ -123,10 +124,10 @@ def run(config: RunConfig, plan: Plan | None = None, progress: bool = False) -> 
     """
     config = with_s3_defaults(config)
     plan = plan or preflight(config)
-    out_fs, root = arrow_fs(config.output, config)
+    output = plan.output
     try:
-        with lease.hold(fsspec_fs(config.output, config), root, plan.run_id, config.lease_seconds):
-            return _run_holding_lease(config, plan, out_fs, root, progress)
+        with lease.hold(output.lease_fs, output.root, plan.run_id, config.lease_seconds):
+            return _run_holding_lease(config, plan, output.fs, output.root, progress)
     except lease.LeaseHeld as exc:
         raise ConfigError([str(exc)]) from None
 
@@ -160,15 +161,14 @@ def _run_holding_lease(config: RunConfig, plan: Plan, out_fs: pafs.FileSystem, r
                 config, plan, resources, committed, listing, scene_items=read_items, tally=getattr(shown, "tally", None)
             )
             segmented.write_datasink(sink)
-        where = config.output if is_s3(config.output) else root  # mask_uri: an absolute path or an s3:// URI
-        results = sink.results + stitch_scenes(out_fs, root, where, sink.run)
+        results = sink.results + stitch_scenes(out_fs, root, plan.output.location, sink.run)
     record = run_record(config, plan, started, committed, results, segmented)
     record["counts"]["retried"] = retried
     record["pool_started"] = segmented is not None
     record["totals"] = table_totals(out_fs, root)
     write_manifest(out_fs, root, record)
-    if out_fs.get_file_info(f"{root}/_staging/{plan.run_id}").type != pafs.FileType.NotFound:
-        out_fs.delete_dir(f"{root}/_staging/{plan.run_id}")
+    if out_fs.get_file_info(staging := plan.output.layout.staged(plan.run_id, "")).type != pafs.FileType.NotFound:
+        out_fs.delete_dir(staging)
     return record
 
 
@@ -277,7 +277,7 @@ def run_record(
 ) -> dict:
     """This run's entry in the manifest: config, model and weights, counts, files, timings."""
     seconds = time.time() - started
-    counts = {k: sum(r[k] for r in results) for k in ("rows", "ok", "errors")}
+    counts = {k: sum(getattr(r, k) for r in results) for k in ("rows", "ok", "errors")}
     counts["already_committed"] = len(committed)
     return {
         "run_id": plan.run_id,
@@ -292,9 +292,9 @@ def run_record(
         "weights": plan.weights.to_dict(),
         "class_names": list(plan.class_names),
         "counts": counts,
-        "files": sorted(f for r in results for f in r["files"]),
+        "files": sorted(f for r in results for f in r.files),
         "stage_seconds": stage_seconds(ds) if ds is not None else {},
-        "rows_by_inference_node": dict(sum((Counter(r["nodes"]) for r in results), Counter())),
+        "rows_by_inference_node": dict(sum((Counter(r.nodes) for r in results), Counter())),
     }
 
 

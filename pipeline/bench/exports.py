@@ -67,7 +67,7 @@ def commit_masks(
         "geotransform": np.array([georefs[i][1] or [np.nan] * 6 for i in ids], float),
         "node": np.array(["bench"] * len(ids), dtype=object),
     }
-    MaskTableSink(pafs.LocalFileSystem(), root, RunInfo(RUN_ID, "bench", None, class_names), len(ids))._commit(batch)
+    MaskTableSink(pafs.LocalFileSystem(), root, RunInfo(RUN_ID, "bench", None, class_names), len(ids)).commit(batch)
 
 
 def bench_masks(root: Path, count: int, size: int, per_file: int = 100) -> None:

@@ -131,7 +131,7 @@ def _write_geoparquet(job: ExportJob, key: str, geo: Georef, ids: list[str], fou
     digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
     crs_folder = key.replace(":", "-").lower()
     target = f"{ledger.folder(job.root, 'geoparquet')}/{crs_folder}/part-{job.run_id}-{digest}.parquet"
-    ledger.commit_table(job.fs, job.root, job.run_id, target, table)
+    ledger.commit(job.fs, job.root, job.run_id, target, table)
 
 
 def _confidence(job: ExportJob, batch: pa.Table) -> dict[str, dict[int, float]]:

@@ -102,7 +102,7 @@ class Labels:
         digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
         target = f"{ledger.folder(self.job.root, fmt)}/part-{self.job.run_id}-{digest}.parquet"
         try:
-            ledger.commit_table(self.job.fs, self.job.root, self.job.run_id, target, build(metadata))
+            ledger.commit(self.job.fs, self.job.root, self.job.run_id, target, build(metadata))
         except Exception as exc:  # the batch's rows fail in this format; the next export tries them again
             return reason(exc)
         return None

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import posixpath
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..io.commit import Layout
+from ..io.commit import commit as staged_commit
 from .georef import file_stem
 
 EXPORTED_IDS_KEY = b"fcn.exported_ids"
@@ -42,23 +45,10 @@ def exported(fs: pafs.FileSystem, root: str, fmt: str) -> set[str]:
     return {posixpath.basename(p)[: -len(SUFFIX[fmt])] for p in _files(fs, folder(root, fmt), SUFFIX[fmt])}
 
 
-def commit(fs: pafs.FileSystem, root: str, run_id: str, target: str, data: bytes) -> None:
-    """Write ``data`` to ``target`` so a reader never sees part of it: staged first, then moved over."""
-    staged = f"{root}/exports/_staging/{run_id}/{target.rsplit('/', 1)[-1]}"
-    fs.create_dir(posixpath.dirname(staged), recursive=True)
-    with fs.open_output_stream(staged) as f:
-        f.write(data)
-    fs.create_dir(posixpath.dirname(target), recursive=True)
-    fs.move(staged, target)
-
-
-def commit_table(fs: pafs.FileSystem, root: str, run_id: str, target: str, table) -> None:
-    """``commit`` for a Parquet table (zstd)."""
-    staged = f"{root}/exports/_staging/{run_id}/{target.rsplit('/', 1)[-1]}"
-    fs.create_dir(posixpath.dirname(staged), recursive=True)
-    pq.write_table(table, staged, filesystem=fs, compression="zstd")
-    fs.create_dir(posixpath.dirname(target), recursive=True)
-    fs.move(staged, target)
+def commit(fs: pafs.FileSystem, root: str, run_id: str, target: str, data: bytes | pa.Table) -> None:
+    """Write ``data`` (bytes, or a table as zstd Parquet) to ``target`` so a reader never sees part of it:
+    staged under ``exports/_staging/<run id>/`` first, then moved over (``io/commit``)."""
+    staged_commit(fs, Layout(fs, root).export_staged(run_id, target), target, data)
 
 
 def clear(fs: pafs.FileSystem, root: str, formats: list[str]) -> None:

@@ -25,6 +25,7 @@ import time
 
 import fsspec
 import psutil
+import pyarrow.fs as pafs
 
 LEASE = "_lease.json"
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class LeaseHeld(RuntimeError):
 
 def held_by_other(fs: fsspec.AbstractFileSystem, root: str, run_id: str) -> dict | None:
     """The live lease of another run on ``root``, or None (no lease, a stale one, or our own)."""
-    held = _read(fs, f"{root}/{LEASE}")
+    held = read_lease(fs, f"{root}/{LEASE}")
     return held if held and held.get("run_id") != run_id and not stale(held) else None
 
 
@@ -101,7 +102,7 @@ def hold(fs: fsspec.AbstractFileSystem, root: str, run_id: str, seconds: float):
     finally:
         stop.set()
         renewer.join()
-        if (_read(fs, path) or {}).get("run_id") == run_id:
+        if (read_lease(fs, path) or {}).get("run_id") == run_id:
             fs.rm(path)
 
 
@@ -109,20 +110,20 @@ def _acquire(fs, path: str, root: str, record: dict) -> None:
     for _ in range(3):
         if _create(fs, path, {**record, "expires": time.time() + record["seconds"]}):
             return
-        held = _read(fs, path)
+        held = read_lease(fs, path)
         if held is None:  # released between our create and read: try again
             continue
         if not stale(held):
             raise LeaseHeld(describe(root, held))
         log.warning("taking over the stale lease of run %s on %s", held.get("run_id"), root)
-        if _read(fs, path) == held:  # delete only the stale lease we judged, not a newer one
+        if read_lease(fs, path) == held:  # delete only the stale lease we judged, not a newer one
             fs.rm(path)
     raise LeaseHeld(f"--output {root}: another run took the lease while this one tried to; rerun later")
 
 
 def _renew(fs, path: str, record: dict, stop: threading.Event) -> None:
     while not stop.wait(record["seconds"] / 4):
-        held = _read(fs, path)
+        held = read_lease(fs, path)
         if held is not None and held.get("run_id") != record["run_id"]:
             log.error("the lease on %s was taken by run %s: this run's commits may overlap it", path, held["run_id"])
             return
@@ -151,8 +152,13 @@ def _create(fs, path: str, record: dict) -> bool:
     return True
 
 
-def _read(fs, path: str) -> dict | None:
+def read_lease(fs, path: str) -> dict | None:
+    """The lease record at ``path`` on an fsspec (the driver) or a pyarrow filesystem (the write tasks'
+    fence, ``io/commit``), or None when there is none or it is unreadable."""
     try:
+        if isinstance(fs, pafs.FileSystem):
+            with fs.open_input_stream(path) as f:
+                return json.loads(f.read())
         return json.loads(fs.cat_file(path))
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return None

@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+import fsspec
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..config import RunConfig
+from .commit import TABLES, Layout, commit
 from .schema import CLASS_NAMES_KEY, MODEL_KEY, WEIGHTS_KEY, RunInfo, read_metadata
-from .storage import forget_listings
+from .storage import arrow_fs, forget_listings, fsspec_fs, is_s3
 
 MANIFEST = "_manifest.json"
-TABLES = ("masks", "class_stats")
+
+
+@dataclass(frozen=True)
+class Output:
+    """The output folder of a run, resolved once (in preflight): the URI as the user gave it, its ``Layout``
+    (the pyarrow filesystem and root every committed file goes through) and the fsspec filesystem of the
+    lease's conditional writes."""
+
+    uri: str
+    layout: Layout
+    lease_fs: fsspec.AbstractFileSystem
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Output:
+        fs, root = arrow_fs(config.output, config)
+        return cls(config.output, Layout(fs, root), fsspec_fs(config.output, config))
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self.layout.fs
+
+    @property
+    def root(self) -> str:
+        return self.layout.root
+
+    @property
+    def location(self) -> str:
+        """Where rows point into the output (a scene's ``mask_uri``): an s3:// URI or an absolute path."""
+        return self.uri if is_s3(self.uri) else self.root
 
 
 class OutputError(ValueError):
@@ -30,9 +62,10 @@ def list_parquet(fs: pafs.FileSystem, folder: str) -> list[str]:
 
 def check_writable(fs: pafs.FileSystem, root: str) -> None:
     """The write check: write and delete a small file so an unwritable output fails before any work starts."""
-    check = f"{root}/_staging/.write-check"
+    staging = Layout(fs, root).staging_root
+    check = f"{staging}/.write-check"
     try:
-        fs.create_dir(f"{root}/_staging", recursive=True)
+        fs.create_dir(staging, recursive=True)
         with fs.open_output_stream(check) as f:
             f.write(b"ok")
         fs.delete_file(check)
@@ -42,7 +75,8 @@ def check_writable(fs: pafs.FileSystem, root: str) -> None:
 
 def check_mode(fs: pafs.FileSystem, root: str, mode: str) -> None:
     """``--mode error`` refuses an output that already holds results."""
-    has_results = list_parquet(fs, f"{root}/masks") or fs.get_file_info(f"{root}/{MANIFEST}").is_file
+    layout = Layout(fs, root)
+    has_results = list_parquet(fs, layout.masks) or fs.get_file_info(layout.manifest).is_file
     if mode == "error" and has_results:
         raise OutputError(f"--output {root} already holds results; use --mode resume or --mode overwrite")
 
@@ -63,7 +97,7 @@ def check_compatible(fs: pafs.FileSystem, root: str, mode: str, run: RunInfo) ->
         return
     keys = (MODEL_KEY, WEIGHTS_KEY, CLASS_NAMES_KEY)
     ours = tuple(read_metadata(run.metadata())[k] for k in keys)
-    for path in list_parquet(fs, f"{root}/masks"):
+    for path in list_parquet(fs, Layout(fs, root).masks):
         meta = read_metadata(pq.read_schema(path, filesystem=fs).metadata)
         theirs = tuple(meta.get(k, "") for k in keys)
         if theirs != ours:
@@ -82,7 +116,7 @@ def _provenance(keys: tuple[str, ...], values: tuple[str, ...]) -> str:
 
 def table_totals(fs: pafs.FileSystem, root: str) -> dict:
     """What the masks table holds as committed, all runs together: inputs (rows), ok and errors."""
-    masks = list_parquet(fs, f"{root}/masks")
+    masks = list_parquet(fs, Layout(fs, root).masks)
     if not masks:
         return {"inputs": 0, "ok": 0, "errors": 0}
     # counted by the scanner a batch at a time (rows from the footers): the column is never held whole
@@ -98,26 +132,28 @@ def prepare(fs: pafs.FileSystem, root: str, mode: str) -> None:
     never moved into place.
     """
     check_mode(fs, root, mode)
+    layout = Layout(fs, root)
     if mode == "overwrite":
-        for folder in (*TABLES, "_staging", "_tiles", "scenes"):
-            fs.delete_dir_contents(f"{root}/{folder}", missing_dir_ok=True)
-        if fs.get_file_info(f"{root}/{MANIFEST}").is_file:
-            fs.delete_file(f"{root}/{MANIFEST}")
+        for folder in (*map(layout.table, TABLES), layout.staging_root, layout.tiles_root, layout.scenes):
+            fs.delete_dir_contents(folder, missing_dir_ok=True)
+        if fs.get_file_info(layout.manifest).is_file:
+            fs.delete_file(layout.manifest)
         return
-    fs.delete_dir_contents(f"{root}/_staging", missing_dir_ok=True)
-    fs.delete_dir_contents(f"{root}/_tiles", missing_dir_ok=True)  # a killed run's tiles: its scenes are redone
-    _remove_orphan_scenes(fs, root)
-    committed = {p.rsplit("/", 1)[-1] for p in list_parquet(fs, f"{root}/masks")}
-    for orphan in list_parquet(fs, f"{root}/class_stats"):
+    fs.delete_dir_contents(layout.staging_root, missing_dir_ok=True)
+    fs.delete_dir_contents(layout.tiles_root, missing_dir_ok=True)  # a killed run's tiles: its scenes are redone
+    _remove_orphan_scenes(layout)
+    committed = {p.rsplit("/", 1)[-1] for p in list_parquet(fs, layout.masks)}
+    for orphan in list_parquet(fs, layout.table("class_stats")):
         if orphan.rsplit("/", 1)[-1] not in committed:
             fs.delete_file(orphan)
 
 
-def _remove_orphan_scenes(fs: pafs.FileSystem, root: str) -> None:
+def _remove_orphan_scenes(layout: Layout) -> None:
     """Delete scene rasters no committed row points to (a run killed between moving one and its row)."""
-    selector = pafs.FileSelector(f"{root}/scenes", allow_not_found=True)
+    fs = layout.fs
+    selector = pafs.FileSelector(layout.scenes, allow_not_found=True)
     rasters = [i for i in fs.get_file_info(selector) if i.is_file]
-    masks = list_parquet(fs, f"{root}/masks")
+    masks = list_parquet(fs, layout.masks)
     if not rasters:
         return
     ids = set()
@@ -130,7 +166,7 @@ def _remove_orphan_scenes(fs: pafs.FileSystem, root: str) -> None:
 
 
 def read_manifest(fs: pafs.FileSystem, root: str) -> dict:
-    info = fs.get_file_info(f"{root}/{MANIFEST}")
+    info = fs.get_file_info(Layout(fs, root).manifest)
     if not info.is_file:
         return {"runs": []}
     with fs.open_input_stream(info.path) as f:
@@ -148,9 +184,7 @@ def write_manifest(fs: pafs.FileSystem, root: str, run: dict) -> dict:
     keys = ("run_id", "complete", "model", "weights", "random_weights", "warnings", "class_names", "counts", "totals")
     latest = {k: run.get(k) for k in keys}
     manifest = {**latest, "runs": runs}
-    staged = f"{root}/_staging/{MANIFEST}.{run['run_id']}"
-    fs.create_dir(f"{root}/_staging", recursive=True)
-    with fs.open_output_stream(staged) as f:
-        f.write(json.dumps(manifest, indent=2, default=str).encode())
-    fs.move(staged, f"{root}/{MANIFEST}")
+    layout = Layout(fs, root)
+    staged = f"{layout.staging_root}/{MANIFEST}.{run['run_id']}"
+    commit(fs, staged, layout.manifest, json.dumps(manifest, indent=2, default=str).encode())
     return manifest

@@ -13,6 +13,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .commit import TABLES, Layout, commit
 from .output import list_parquet
 
 COMMITTED = pa.schema([("image_id", pa.string()), ("status", pa.string()), ("source_version", pa.string())])
@@ -20,7 +21,7 @@ COMMITTED = pa.schema([("image_id", pa.string()), ("status", pa.string()), ("sou
 
 def committed_rows(fs: pafs.FileSystem, root: str) -> pa.Table:
     """``image_id, status, source_version`` of every row in ``masks/`` (null versions in older tables)."""
-    masks = list_parquet(fs, f"{root}/masks")
+    masks = list_parquet(fs, Layout(fs, root).masks)
     if not masks:
         return COMMITTED.empty_table()
     return pads.dataset(masks, schema=COMMITTED, filesystem=fs, format="parquet").to_table()
@@ -62,15 +63,15 @@ def take_back(fs: pafs.FileSystem, root: str, run_id: str, ids: pa.Array) -> int
     """
     if not len(ids):
         return 0
-    removed = 0
-    for path in list_parquet(fs, f"{root}/masks"):
+    removed, layout = 0, Layout(fs, root)
+    for path in list_parquet(fs, layout.masks):
         held = pq.read_table(path, columns=["image_id"], filesystem=fs)["image_id"]
         hits = int(pc.sum(pc.is_in(held, value_set=ids)).as_py() or 0)
         if not hits:
             continue
         name = path.rsplit("/", 1)[-1]
-        for folder in ("class_stats", "masks"):
-            _rewrite_without(fs, f"{root}/{folder}/{name}", f"{root}/_staging/{run_id}/{folder}-{name}", ids)
+        for folder in reversed(TABLES):  # class_stats first, then the masks file that commits
+            _rewrite_without(fs, layout.table(folder, name), layout.staged(run_id, f"{folder}-{name}"), ids)
         removed += hits
     return removed
 
@@ -83,6 +84,4 @@ def _rewrite_without(fs: pafs.FileSystem, path: str, staged: str, ids: pa.Array)
     if not kept.num_rows:
         fs.delete_file(path)
         return
-    fs.create_dir(staged.rsplit("/", 1)[0], recursive=True)
-    pq.write_table(kept, staged, filesystem=fs, compression="zstd")
-    fs.move(staged, path)
+    commit(fs, staged, path, kept)

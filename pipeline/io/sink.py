@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
@@ -18,7 +16,7 @@ from ..grid import TileRow, is_tile
 from ..probe import probe
 from ..rows import reasons, strings
 from .areas import pixel_areas
-from .lease import LEASE, fenced_out
+from .commit import Committed, Layout, fenced_publish, stage
 from .schema import MASKS_SCHEMA, STATS_SCHEMA, RunInfo
 
 
@@ -68,12 +66,12 @@ def class_stats_table(batch: dict[str, np.ndarray], run: RunInfo) -> pa.Table:
     return pa.table(columns, schema=STATS_SCHEMA.with_metadata(run.metadata()))
 
 
-class MaskTableSink(Datasink[dict]):
+class MaskTableSink(Datasink[Committed]):
     """Writes each write task's rows as a masks file and a class_stats file of the same name.
 
     Both are first written under ``_staging/`` (which readers never glob), then moved
-    into ``class_stats/`` and last ``masks/``: a file is either complete where readers
-    look or absent, and a masks file is the record that its images are committed.
+    into ``class_stats/`` and last ``masks/`` (``io/commit``): a file is either complete where
+    readers look or absent, and a masks file is the record that its images are committed.
 
     Args:
         fs: pyarrow filesystem of the output.
@@ -83,8 +81,8 @@ class MaskTableSink(Datasink[dict]):
     """
 
     def __init__(self, fs: pafs.FileSystem, root: str, run: RunInfo, rows_per_file: int) -> None:
-        self.fs, self.root, self.run, self.rows_per_file = fs, root, run, rows_per_file
-        self.results: list[dict] = []
+        self.layout, self.run, self.rows_per_file = Layout(fs, root), run, rows_per_file
+        self.results: list[Committed] = []
 
     def on_write_complete(self, write_result) -> None:
         # runs on the driver: keep what each write task committed, for the manifest
@@ -94,65 +92,48 @@ class MaskTableSink(Datasink[dict]):
     def min_rows_per_write(self) -> int:
         return self.rows_per_file
 
-    def write(self, blocks: Iterable, ctx) -> dict:
+    def write(self, blocks: Iterable, ctx) -> Committed:
         parts = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
         parts = [p for p in parts if p.num_rows]
         if not parts:
-            return {"files": [], "rows": 0, "ok": 0, "errors": 0, "nodes": {}}
+            return Committed()
         # a column that is all null in one block is typed null there and string (or list) in the
         # next: promote instead of refusing the write
         table = pa.concat_tables(parts, promote_options="permissive")
         with probe("write", table.num_rows):
-            return self._commit(BlockAccessor.for_block(table).to_batch_format("numpy"))
+            return self.commit(BlockAccessor.for_block(table).to_batch_format("numpy"))
 
-    def _commit(self, batch: dict[str, np.ndarray]) -> dict:
+    def commit(self, batch: dict[str, np.ndarray]) -> Committed:
         """Stage both tables of ``batch``, then move them into place (class_stats first, masks last).
 
         Tile rows of scenes (``tile`` set) go to ``_tiles/`` instead, to be stitched (``scenes/stitch``).
         """
-        if "tile" in batch and (tiles := is_tile(batch["tile"])).any():
-            pieces = commit_tiles(self.fs, self.root, self.run.run_id, {k: v[tiles] for k, v in batch.items()})
-            batch = {k: v[~tiles] for k, v in batch.items()}
+        tiles = 0
+        if "tile" in batch and (is_tiles := is_tile(batch["tile"])).any():
+            tiles = commit_tiles(self.layout, self.run.run_id, {k: v[is_tiles] for k, v in batch.items()})
+            batch = {k: v[~is_tiles] for k, v in batch.items()}
             if not len(batch["image_id"]):
-                return {"files": [], "rows": 0, "ok": 0, "errors": 0, "nodes": {}, "tiles": pieces}
+                return Committed(tiles=tiles)
         masks, stats = masks_table(batch, self.run), class_stats_table(batch, self.run)
         # named by content: a retried write task rewrites the same file instead of adding a twin
         digest = hashlib.sha256("\n".join(sorted(batch["image_id"].tolist())).encode()).hexdigest()[:16]
         name = f"part-{self.run.run_id}-{digest}.parquet"
-        staging = f"{self.root}/_staging/{self.run.run_id}"
-        self.fs.create_dir(staging, recursive=True)
-        for table, folder in ((stats, "class_stats"), (masks, "masks")):
-            pq.write_table(table, f"{staging}/{folder}-{name}", filesystem=self.fs, compression="zstd")
-        check_fence(
-            self.fs, self.root, self.run.run_id, [f"{staging}/{folder}-{name}" for folder in ("class_stats", "masks")]
-        )
-        for folder in ("class_stats", "masks"):
-            self.fs.create_dir(f"{self.root}/{folder}", recursive=True)
-            self.fs.move(f"{staging}/{folder}-{name}", f"{self.root}/{folder}/{name}")
+        moves = [
+            (stage(self.layout.fs, self.layout.staged(self.run.run_id, f"{folder}-{name}"), table),
+             self.layout.table(folder, name))
+            for table, folder in ((stats, "class_stats"), (masks, "masks"))
+        ]  # fmt: skip
+        fenced_publish(self.layout, self.run.run_id, moves)
         ok = int((batch["status"] == "ok").sum())
-        files = [f"masks/{name}", f"class_stats/{name}"]
         nodes, counts = np.unique(batch["node"].astype(str), return_counts=True)
-        rows_by_node = dict(zip(nodes.tolist(), counts.tolist(), strict=True))
-        return {"files": files, "rows": masks.num_rows, "ok": ok, "errors": masks.num_rows - ok, "nodes": rows_by_node}
-
-
-class LeaseLost(RuntimeError):
-    """A write task of a run that no longer holds the output's lease; its rows were not committed."""
-
-
-def check_fence(fs: pafs.FileSystem, root: str, run_id: str, staged: list[str]) -> None:
-    """Refuse to commit once ``run_id`` no longer holds the output (``lease.fenced_out``): the staged
-    files are deleted and the task fails, so its rows are left to the run that holds the lease."""
-    try:
-        with fs.open_input_stream(f"{root}/{LEASE}") as f:
-            held = json.loads(f.read())
-    except (FileNotFoundError, json.JSONDecodeError):
-        held = None
-    if (why := fenced_out(held, run_id)) is None:
-        return
-    for path in staged:
-        fs.delete_file(path)
-    raise LeaseLost(f"run {run_id} no longer commits into {root}: {why}")
+        return Committed(
+            files=(f"masks/{name}", f"class_stats/{name}"),
+            rows=masks.num_rows,
+            ok=ok,
+            errors=masks.num_rows - ok,
+            nodes=dict(zip(nodes.tolist(), counts.tolist(), strict=True)),
+            tiles=tiles,
+        )
 
 
 TILES_SCHEMA = pa.schema(
@@ -171,7 +152,7 @@ TILES_SCHEMA = pa.schema(
 )
 
 
-def commit_tiles(fs: pafs.FileSystem, root: str, run_id: str, batch: dict[str, np.ndarray]) -> int:
+def commit_tiles(layout: Layout, run_id: str, batch: dict[str, np.ndarray]) -> int:
     """Write tile rows under ``_tiles/<scene id>/`` (staged, then moved; named by content); return how many."""
     errors = reasons(batch["error"])
     pixels = np.asarray(batch["class_pixels"], np.int64)
@@ -197,10 +178,6 @@ def commit_tiles(fs: pafs.FileSystem, root: str, run_id: str, batch: dict[str, n
         part = table.filter(pc.equal(table["image_id"], scene))
         index = sorted(TileRow.from_vector(t).index for t in part["tile"].to_pylist())
         digest = hashlib.sha256(",".join(map(str, index)).encode()).hexdigest()[:16]
-        staged = f"{root}/_staging/{run_id}/tiles-{scene}-{digest}.parquet"
-        fs.create_dir(f"{root}/_staging/{run_id}", recursive=True)
-        pq.write_table(part, staged, filesystem=fs, compression="zstd")
-        check_fence(fs, root, run_id, [staged])
-        fs.create_dir(f"{root}/_tiles/{scene}", recursive=True)
-        fs.move(staged, f"{root}/_tiles/{scene}/part-{digest}.parquet")
+        staged = stage(layout.fs, layout.staged(run_id, f"tiles-{scene}-{digest}.parquet"), part)
+        fenced_publish(layout, run_id, [(staged, f"{layout.tiles(scene)}/part-{digest}.parquet")])
     return table.num_rows

@@ -14,8 +14,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ import ray
 from PIL import Image
 
 from ..grid import TileRow, tile_column
+from ..io.commit import Committed, Layout, fenced_publish, stage
 from ..io.output import list_parquet
 from ..io.schema import RunInfo
 from ..io.sink import MaskTableSink
@@ -36,11 +37,11 @@ SMALL = ["image_id", "source", "source_version", "crs", "geotransform", "error",
 
 def pending_scenes(fs: pafs.FileSystem, root: str) -> list[str]:
     """Scene ids with tile rows waiting under ``_tiles/``."""
-    selector = pafs.FileSelector(f"{root}/_tiles", allow_not_found=True)
+    selector = pafs.FileSelector(Layout(fs, root).tiles_root, allow_not_found=True)
     return sorted(i.base_name for i in fs.get_file_info(selector) if i.type == pafs.FileType.Directory)
 
 
-def stitch_scenes(out_fs: pafs.FileSystem, root: str, output_uri: str, run: RunInfo) -> list[dict]:
+def stitch_scenes(out_fs: pafs.FileSystem, root: str, output_uri: str, run: RunInfo) -> list[Committed]:
     """Stitch every scene whose tiles are all written, in parallel Ray tasks; their commit records."""
     scenes = pending_scenes(out_fs, root)
     if not scenes:
@@ -51,7 +52,7 @@ def stitch_scenes(out_fs: pafs.FileSystem, root: str, output_uri: str, run: RunI
     return ray.get([task.remote(out_fs, root, output_uri, scene, run) for scene in scenes])
 
 
-def stitch_scene(fs: pafs.FileSystem, root: str, output_uri: str, scene: str, run: RunInfo) -> dict:
+def stitch_scene(fs: pafs.FileSystem, root: str, output_uri: str, scene: str, run: RunInfo) -> Committed:
     """Stitch one scene and commit its row (ok with ``mask_uri``, or an error naming the failed tile).
 
     Args:
@@ -62,9 +63,10 @@ def stitch_scene(fs: pafs.FileSystem, root: str, output_uri: str, scene: str, ru
         run: this run's provenance.
 
     Returns:
-        the sink's commit record (files, rows, ok, errors).
+        what the sink committed (the scene's one row).
     """
-    pieces = list_parquet(fs, f"{root}/_tiles/{scene}")
+    layout = Layout(fs, root)
+    pieces = list_parquet(fs, layout.tiles(scene))
     small = pa.concat_tables([pq.read_table(p, columns=SMALL, filesystem=fs) for p in pieces])
     first = small.slice(0, 1).to_pylist()[0]
     tiles = np.asarray(small["tile"].to_pylist(), np.int64)
@@ -80,20 +82,19 @@ def stitch_scene(fs: pafs.FileSystem, root: str, output_uri: str, scene: str, ru
     if failed or missing:
         reason = failed[0] if failed else f"{missing} of {count} tiles never came back"
         more = f" (and {len(failed) - 1} more failed tiles)" if len(failed) > 1 else ""
-        record = sink._commit(_batch(row, None, pixels, sums, f"{reason}{more}"))
-    else:
-        stem = f"scenes/{scene}.tif"
-        with tempfile.TemporaryDirectory(prefix="fcn-scene-") as scratch:
-            cog = _write_raster(fs, pieces, row, scratch, run)
-            fs.create_dir(f"{root}/_staging/{run.run_id}", recursive=True)
-            staged = f"{root}/_staging/{run.run_id}/scene-{scene}.tif"
-            with open(cog, "rb") as src, fs.open_output_stream(staged) as dst:
-                shutil.copyfileobj(src, dst, 8 * 1024**2)
-            fs.create_dir(f"{root}/scenes", recursive=True)
-            fs.move(staged, f"{root}/{stem}")
-        record = sink._commit(_batch(row, f"{output_uri.rstrip('/')}/{stem}", pixels, sums, None))
-    fs.delete_dir(f"{root}/_tiles/{scene}")
-    return record
+        return _done(layout, scene, sink.commit(_batch(row, None, pixels, sums, f"{reason}{more}")))
+    raster = layout.scene_raster(scene)
+    with tempfile.TemporaryDirectory(prefix="fcn-scene-") as scratch:
+        cog = _write_raster(fs, pieces, row, scratch, run)
+        staged = stage(fs, layout.staged(run.run_id, f"scene-{scene}.tif"), Path(cog))
+        fenced_publish(layout, run.run_id, [(staged, f"{root}/{raster}")])
+    return _done(layout, scene, sink.commit(_batch(row, f"{output_uri.rstrip('/')}/{raster}", pixels, sums, None)))
+
+
+def _done(layout: Layout, scene: str, committed: Committed) -> Committed:
+    """The scene's row is committed: its tiles are no longer needed."""
+    layout.fs.delete_dir(layout.tiles(scene))
+    return committed
 
 
 def _write_raster(fs: pafs.FileSystem, pieces: list[str], row: dict, scratch: str, run: RunInfo) -> str:

@@ -16,8 +16,9 @@ import pytest
 from outputs import check_contract, read_tables
 from ray.data.block import BlockAccessor
 
+from pipeline.io.commit import LeaseLost
 from pipeline.io.schema import RunInfo
-from pipeline.io.sink import LeaseLost, MaskTableSink
+from pipeline.io.sink import MaskTableSink
 from pipeline.stages.postprocess import encode_png
 
 CLASSES = ("sky", "land")
@@ -51,7 +52,7 @@ def test_one_write_of_blocks_whose_null_columns_differ(tmp_path):
     assert first.schema.field("error").type == pa.null() and second.schema.field("error").type == pa.string()
     sink = MaskTableSink(pafs.LocalFileSystem(), str(tmp_path), RunInfo("run-1", "m", None, CLASSES), 1000)
     result = sink.write([first, second], ctx=None)
-    assert (result["rows"], result["ok"], result["errors"]) == (4, 3, 1)
+    assert (result.rows, result.ok, result.errors) == (4, 3, 1)
     masks, stats = read_tables(str(tmp_path))
     rows = check_contract(masks, stats, CLASSES)
     assert rows["/in/d.png"]["error"] == "corrupt" and rows["/in/a.png"]["status"] == "ok"
@@ -71,7 +72,7 @@ def test_a_write_task_commits_only_while_its_run_holds_the_lease(tmp_path, where
     else:
         fs, root = pafs.LocalFileSystem(), str(tmp_path)
     sink = MaskTableSink(fs, root, RunInfo("run-1", "m", None, CLASSES), 1000)
-    assert sink.write([block(["a"], failed=set())], ctx=None)["rows"] == 1  # no lease: a sink used alone
+    assert sink.write([block(["a"], failed=set())], ctx=None).rows == 1  # no lease: a sink used alone
 
     def held(**record) -> None:
         lease = {"run_id": "run-1", "host": socket.gethostname(), "pid": os.getpid(), "expires": time.time() - 1}
@@ -79,7 +80,7 @@ def test_a_write_task_commits_only_while_its_run_holds_the_lease(tmp_path, where
             f.write(json.dumps({**lease, **record}).encode())
 
     held()  # its own, alive: committed, even past its expiry (a late renewal)
-    assert sink.write([block(["b"], failed=set())], ctx=None)["rows"] == 1
+    assert sink.write([block(["b"], failed=set())], ctx=None).rows == 1
     for record, why in (({"pid": dead_pid()}, "is gone"), ({"run_id": "run-2"}, "run run-2 holds")):
         held(**record)
         with pytest.raises(LeaseLost, match=why):
